@@ -1,0 +1,50 @@
+# unet-course: `make book` builds the course, `make test` runs everything CI checks.
+# Both create .venv and install what they need the first time.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+# Data sets: $UNET_COURSE_DATA if set, else a shared copy beside the checkout, else ./data
+# (notebooks download there when they need real data and can reach the network).
+UNET_COURSE_DATA ?= $(if $(wildcard ../shared/data/isbi2012),$(abspath ../shared/data),$(CURDIR)/data)
+export UNET_COURSE_DATA
+# Headless matplotlib everywhere, and no pyc litter in the tree.
+export MPLBACKEND := Agg
+
+.PHONY: help install book test execute bench clean
+
+help:
+	@echo "make book     build the course into _build/html (installs on first use)"
+	@echo "make test     run every check CI runs: unit tests, notebooks, benchmarks (smoke), book build"
+	@echo "make execute  re-execute all notebooks in place (UNET_COURSE_BUDGET=cpu by default)"
+	@echo "make bench    run the speed comparisons in benchmarks/ at full size"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,dev,widgets,bench]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" > /dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo "The book is in $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	CI=$${CI:-true} $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider --durations=20
+
+execute: $(STAMP)
+	for nb in book/*.ipynb; do \
+	  UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	done
+
+bench: $(STAMP)
+	for script in benchmarks/bench_*.py; do $(BIN)/python "$$script" || exit 1; done
+
+clean:
+	rm -rf _build

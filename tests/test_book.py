@@ -1,0 +1,58 @@
+"""The book builds with warnings as errors, and every chapter in the toc becomes a page."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [entry["file"] for entry in toc["chapters"]]
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
+               "--warningiserror", "--keep-going", "--all"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out / "_build" / "html"
+
+
+def test_every_toc_entry_has_a_page(html):
+    missing = [name for name in _toc_files() if not (html / f"{name}.html").exists()]
+    assert not missing
+
+
+def test_notebook_pages_show_their_figures_and_launch_on_colab(html):
+    notebooks = [name for name in _toc_files() if (ROOT / f"{name}.ipynb").exists()]
+    assert notebooks
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
+    for name in notebooks:
+        page = (html / f"{name}.html").read_text()
+        assert re.search(r'<img[^>]+src="[^"]*_images/', page), f"{name}: no figure rendered"
+        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{name}.ipynb"
+        assert colab in page, f"{name}: no Colab launch button pointing at the notebook"
+
+
+def test_api_page_documents_the_library(html):
+    page = (html / "book" / "api.html").read_text()
+    for name in ("get_budget", "synthetic_cells", "ISBI2012", "overlay"):
+        assert name in page
+
+
+def test_repository_url_in_one_place():
+    listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    tracked = subprocess.run(listing, cwd=ROOT, capture_output=True, text=True).stdout.split()
+    holders = [name for name in tracked
+               if name != "tests/test_book.py" and (ROOT / name).is_file()
+               and REPOSITORY in (ROOT / name).read_text(errors="ignore")]
+    assert holders == ["_config.yml"]

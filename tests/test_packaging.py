@@ -1,0 +1,71 @@
+"""The package's promises about itself: dependencies in sync, no network at import."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = _pyproject()["project"]
+    wanted = set(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted |= set(extra)
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+    listed = {requirement for requirement in pip_section if not requirement.startswith("-e")}
+    assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+    python = next(item for item in environment["dependencies"] if isinstance(item, str) and item.startswith("python"))
+    assert python.removeprefix("python") == project["requires-python"]
+
+
+def test_runtime_dependencies_have_lower_bounds_only():
+    """Colab's preinstalled torch/numpy/matplotlib must satisfy them: no upper caps, no pins."""
+    for requirement in _pyproject()["project"]["dependencies"]:
+        assert ">=" in requirement and "<" not in requirement and "==" not in requirement, requirement
+
+
+def test_constraints_pin_every_dependency():
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[name.lower().replace("_", "-")] = version
+    project = _pyproject()["project"]
+    for requirement in project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]:
+        assert _name(requirement) in pinned, f"{requirement} has no pinned version in constraints.txt"
+
+
+def test_import_needs_no_network():
+    """Importing the package opens no socket (checked in a fresh interpreter)."""
+    code = (
+        "import socket\n"
+        "def refuse(*args, **kwargs): raise AssertionError('network used at import time')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import unet_course, unet_course.viz\n"
+        "print(len(unet_course.__all__))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 5
+
+
+def test_public_names_exist():
+    import unet_course
+
+    missing = [name for name in unet_course.__all__ if not hasattr(unet_course, name)]
+    assert not missing

@@ -1,0 +1,1 @@
+"""Networks of the course: the FC-vs-FCN classifier and the U-Net."""
