@@ -6,6 +6,15 @@ Importing the package never touches the network.
 
 from .budget import Budget, device, get_budget, seed_everything
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
+from .weights import (
+    border_weight_map,
+    class_weight_map,
+    instances_from_mask,
+    semantic_target,
+    separation_border,
+    unet_weight_map,
+)
+from .losses import center_crop, weighted_cross_entropy
 
 __version__ = "0.1.0"
 
@@ -20,4 +29,12 @@ __all__ = [
     "SyntheticMembranes",
     "synthetic_cells",
     "synthetic_membranes",
+    "unet_weight_map",
+    "border_weight_map",
+    "class_weight_map",
+    "separation_border",
+    "semantic_target",
+    "instances_from_mask",
+    "weighted_cross_entropy",
+    "center_crop",
 ]

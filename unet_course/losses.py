@@ -1,0 +1,148 @@
+"""The paper's energy: a pixel-wise softmax with a weighted cross-entropy loss.
+
+Ronneberger, Fischer & Brox (2015), eq. (1): ``E = Σ_x w(x) · log p_ℓ(x)(x)`` (taken with a
+minus sign, so it is minimised), with the weight map ``w`` of :mod:`unet_course.weights`.
+A valid-convolution U-Net predicts a smaller map than its input; :func:`center_crop`
+cuts the target and weights to match. Same-size models (e.g. ``smp.Unet``) need no crop.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["center_crop", "weighted_cross_entropy"]
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def center_crop(array: ArrayT, size: int | tuple[int, int]) -> ArrayT:
+    """The central ``size`` window of the last two axes of a tensor or array.
+
+    When a side shrinks by an odd number of pixels the extra one is cut at the bottom
+    or right. A valid-convolution U-Net shrinks both sides evenly (572 → 388), so the
+    crop is exactly the region its output pixels see the centre of.
+
+    Args:
+        array: tensor or numpy array ``(..., H, W)``.
+        size: output side ``s`` (for ``(s, s)``) or ``(height, width)``.
+
+    Returns:
+        A view of ``array`` (no copy), of the same kind.
+
+    Shape:
+        ``(..., H, W)`` → ``(..., height, width)``.
+
+    Example:
+        >>> import torch
+        >>> center_crop(torch.zeros(1, 3, 572, 572), 388).shape
+        torch.Size([1, 3, 388, 388])
+
+    Taught in chapter 3 (the architecture) and used by the loss in chapter 5.
+    """
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    in_height, in_width = array.shape[-2:]
+    if not (0 < height <= in_height and 0 < width <= in_width):
+        raise ValueError(
+            f"center_crop: cannot cut ({height}, {width}) out of ({in_height}, {in_width}); "
+            "the crop must be positive and no larger than the input."
+        )
+    top, left = (in_height - height) // 2, (in_width - width) // 2
+    return array[..., top : top + height, left : left + width]
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    crop: bool = False,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Pixel-wise softmax cross-entropy, each pixel weighted by ``w(x)``.
+
+    The loss at pixel ``x`` is ``w(x) · (−log softmax(logits)[target(x)](x))``.
+    ``reduction="mean"`` divides the weighted sum by the **number of pixels** counted (those
+    whose target is not ``ignore_index``), not by ``Σ w``: the weights then scale each
+    pixel's gradient as in the paper, ``weight=None`` (or all ones) gives exactly
+    ``F.cross_entropy``, and with a ``"balanced"`` weight map (mean 1) the loss keeps
+    the plain loss's scale. If every pixel is ignored the mean is 0 (not NaN).
+
+    Args:
+        logits: raw scores, one channel per class (at least 2; the paper uses 2).
+        target: class indices; any integer dtype.
+        weight: per-pixel weights, e.g. from :func:`unet_course.unet_weight_map`.
+            Default ``None``: every pixel weighs 1.
+        crop: if ``True`` and the logits are smaller than the target (a valid-convolution
+            U-Net), center-crop target and weight to the logits' size. Default ``False``:
+            a size mismatch raises an error naming both shapes.
+        ignore_index: a target value whose pixels add nothing and are not counted.
+            Default ``None``: every pixel counts.
+        reduction: ``"mean"`` (default), ``"sum"``, or ``"none"`` for the ``(N, h, w)`` map.
+
+    Shape:
+        ``logits (N, K, h, w)``, ``target (N, H, W)``, ``weight (N, H, W)``; ``(H, W)``
+        equals ``(h, w)`` unless ``crop=True``. Returns a scalar, or ``(N, h, w)``.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.randn(2, 2, 388, 388)
+        >>> target = torch.randint(0, 2, (2, 572, 572))
+        >>> weight = torch.ones(2, 572, 572)
+        >>> weighted_cross_entropy(logits, target, weight, crop=True).shape
+        torch.Size([])
+
+    Taught in chapter 5 (the energy function); chapter 6 trains with it.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f'reduction must be "mean", "sum" or "none", got {reduction!r}')
+    if logits.ndim != 4 or logits.shape[1] < 2:
+        raise ValueError(
+            f"logits must be (N, K, h, w) with K >= 2 classes, got shape {tuple(logits.shape)}. "
+            "For a binary problem give the model 2 output channels (background, cell)."
+        )
+    if target.ndim != 3 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"target must be (N, H, W) with N = {logits.shape[0]} like the logits, got shape {tuple(target.shape)}. "
+            "For a (N, 1, H, W) mask pass target[:, 0]."
+        )
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise ValueError(f"target must hold class indices (an integer dtype), got {target.dtype}. Use target.long().")
+    if weight is not None and weight.shape != target.shape:
+        raise ValueError(
+            f"weight must have the target's shape {tuple(target.shape)}, got {tuple(weight.shape)}."
+        )
+    size, target_size = tuple(logits.shape[-2:]), tuple(target.shape[-2:])
+    if size != target_size:
+        if not crop:
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in size. A valid-"
+                "convolution U-Net predicts only the centre of its input: pass crop=True to center-crop "
+                "target and weight to the logits, or use padded convolutions."
+            )
+        if size[0] > target_size[0] or size[1] > target_size[1]:
+            raise ValueError(
+                f"logits {tuple(logits.shape)} are larger than target {tuple(target.shape)}: "
+                "crop=True can only cut the target down. Check the model's output size."
+            )
+        target = center_crop(target, size)
+        weight = None if weight is None else center_crop(weight, size)
+
+    target = target.long()
+    # PyTorch's own -100 default never matches a class index, so "no ignore_index" maps to it.
+    ignored = -100 if ignore_index is None else ignore_index
+    loss = F.cross_entropy(logits, target, reduction="none", ignore_index=ignored)  # (N, h, w), 0 where ignored
+    if weight is not None:
+        loss = loss * weight.to(device=loss.device, dtype=loss.dtype)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if ignore_index is None:
+        return loss.sum() / target.numel()
+    counted = (target != ignore_index).sum().clamp(min=1)  # a tensor: no device sync
+    return loss.sum() / counted
