@@ -15,6 +15,19 @@ from .weights import (
     unet_weight_map,
 )
 from .losses import center_crop, weighted_cross_entropy
+from .metrics import (
+    InstanceMatch,
+    RandScores,
+    dice,
+    instance_iou,
+    iou,
+    match_instances,
+    pixel_error,
+    rand_error,
+    rand_scores,
+    topology_preserving_warp,
+    warping_error,
+)
 
 __version__ = "0.1.0"
 
@@ -37,4 +50,15 @@ __all__ = [
     "instances_from_mask",
     "weighted_cross_entropy",
     "center_crop",
+    "pixel_error",
+    "iou",
+    "dice",
+    "rand_error",
+    "rand_scores",
+    "RandScores",
+    "warping_error",
+    "topology_preserving_warp",
+    "match_instances",
+    "instance_iou",
+    "InstanceMatch",
 ]
