@@ -6,6 +6,7 @@ Importing the package never touches the network.
 
 from .budget import Budget, device, get_budget, seed_everything
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
+from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
 from .weights import (
     border_weight_map,
     class_weight_map,
@@ -42,6 +43,11 @@ __all__ = [
     "SyntheticMembranes",
     "synthetic_cells",
     "synthetic_membranes",
+    "elastic_deform",
+    "random_displacement",
+    "displacement_field",
+    "ElasticDeformation",
+    "Deformed",
     "unet_weight_map",
     "border_weight_map",
     "class_weight_map",
