@@ -152,3 +152,15 @@ def test_folder_unreadable_image(tmp_path):
 def test_folder_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         ImageMaskFolder(tmp_path / "nope", tmp_path)
+
+
+def test_download_with_size_and_md5_of_the_first_mib(tmp_path):
+    payload = bytes(range(256)) * 5000  # 1.28 MB: the check reads only the first MiB
+    url, _ = _serve(tmp_path, payload)
+    expected = (len(payload), hashlib.md5(payload[: 1 << 20]).hexdigest())
+    assert download_file(url, tmp_path / "a.tgz", size_md5=expected).read_bytes() == payload
+    with pytest.raises(ChecksumError, match="size 1280000"):
+        download_file(url, tmp_path / "b.tgz", size_md5=(len(payload) + 1, expected[1]))
+    assert not (tmp_path / "b.tgz").exists()
+    with pytest.raises(ValueError, match="exactly one checksum"):
+        download_file(url, tmp_path / "c.tgz")

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from .download import ChecksumError, DownloadError, download_file, sha256_of
+from .download import ChecksumError, DownloadError, download_file, sha256_of, size_and_md5_prefix
 from .folder import ImageMaskFolder, read_image
 from .isbi import ISBI2012
 from .synthetic import (
@@ -28,6 +28,7 @@ __all__ = [
     "DownloadError",
     "download_file",
     "sha256_of",
+    "size_and_md5_prefix",
     "ImageMaskFolder",
     "read_image",
     "ISBI2012",
