@@ -7,6 +7,8 @@ Importing the package never touches the network.
 from .budget import Budget, device, get_budget, seed_everything
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
+from .tiling import mirror_pad, predict_tiled
 from .weights import (
     border_weight_map,
     class_weight_map,
@@ -48,6 +50,13 @@ __all__ = [
     "displacement_field",
     "ElasticDeformation",
     "Deformed",
+    "UNet",
+    "unet_output_size",
+    "unet_input_size_for",
+    "unet_valid_input_size",
+    "unet_margin",
+    "predict_tiled",
+    "mirror_pad",
     "unet_weight_map",
     "border_weight_map",
     "class_weight_map",

@@ -1,5 +1,25 @@
 """Networks of the course: the FC-vs-FCN classifier and the U-Net."""
 
+from .unet import (
+    UNet,
+    center_crop,
+    unet_input_size_for,
+    unet_layer_shapes,
+    unet_margin,
+    unet_nearest_valid_sizes,
+    unet_num_parameters,
+    unet_output_size,
+    unet_valid_input_size,
+)
 
 __all__ = [
+    "UNet",
+    "center_crop",
+    "unet_input_size_for",
+    "unet_layer_shapes",
+    "unet_margin",
+    "unet_nearest_valid_sizes",
+    "unet_num_parameters",
+    "unet_output_size",
+    "unet_valid_input_size",
 ]
