@@ -31,10 +31,13 @@ from .metrics import (
     topology_preserving_warp,
     warping_error,
 )
+from .train import History, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
+    "fit",
     "Budget",
     "device",
     "get_budget",

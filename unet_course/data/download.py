@@ -10,14 +10,17 @@ that — the size plus the MD5 of the first MiB (the scheme of fastai's ``checks
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["sha256_of", "size_and_md5_prefix", "download_file", "DownloadError", "ChecksumError"]
+__all__ = ["atomic_file", "sha256_of", "size_and_md5_prefix", "download_file", "DownloadError", "ChecksumError"]
 
 CHUNK = 1 << 16
 MIB = 1 << 20
@@ -29,6 +32,29 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(RuntimeError):
     """A file's SHA-256 differs from the expected one."""
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, Path]]:
+    """Write ``path`` all at once or not at all.
+
+    Yields ``(file, temporary_path)``: write to ``file`` (and check ``temporary_path`` if
+    you like); when the block ends without an exception the data is flushed to disk and
+    renamed to ``path``. If the block raises, the temporary file is removed and ``path``
+    is left as it was. Used for downloads and for training checkpoints.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            yield file, Path(temporary)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -84,29 +110,21 @@ def download_file(
     destination = Path(destination)
     if destination.exists() and _verified(destination, sha256, size_md5)[0]:
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                raise DownloadError(
-                    f"Could not download {url} ({error}). Check your network connection, or "
-                    f"place the file at {destination} yourself and load with download=False."
-                ) from error
-            out.flush()
-            os.fsync(out.fileno())
-        matches, measured = _verified(Path(temporary), sha256, size_md5)
+    with atomic_file(destination) as (out, temporary):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise DownloadError(
+                f"Could not download {url} ({error}). Check your network connection, or "
+                f"place the file at {destination} yourself and load with download=False."
+            ) from error
+        out.flush()
+        matches, measured = _verified(temporary, sha256, size_md5)
         if not matches:
             raise ChecksumError(
                 f"{destination.name} downloaded from {url} has {measured}: the file was "
                 f"corrupted or changed, and was not kept. Try again."
             )
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return destination
