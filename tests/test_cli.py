@@ -1,0 +1,154 @@
+"""The ``unet-course`` command line: help, train, resume, predict, and one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet_course.cli import build_parser, main
+from unet_course.train import load_checkpoint
+
+TINY = ["--data", "synthetic-membranes", "--width", "4", "--depth", "2", "--tile", "60", "--images", "2",
+        "--image-size", "64", "--held-out", "1", "--quiet"]
+
+
+def _options(parser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A 3-step run of a tiny U-Net, shared by the predict tests."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", *TINY, "--steps", "3", "--out", str(out)]) == 0
+    return out
+
+
+def _write_pngs(folder: Path, sizes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index, (height, width) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)).save(folder / f"im{index}.png")
+
+
+def test_help_lists_every_option(capsys):
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    for name in ("train", "predict"):
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        shown = capsys.readouterr().out
+        options = _options(subcommands[name]) - {"-h"}
+        assert options and all(option in shown for option in options)
+        helps = [action.help for action in subcommands[name]._actions]
+        assert all(helps), f"{name}: every option and argument explains itself"
+    assert {"--data", "--data-root", "--steps", "--width", "--depth", "--tile", "--lr", "--out", "--resume",
+            "--budget", "--seed"} <= _options(subcommands["train"])
+    assert {"--tta", "--tile"} <= _options(subcommands["predict"])
+
+
+def test_installed_console_script_shows_help():
+    script = Path(sys.executable).with_name("unet-course")
+    if not script.exists():
+        pytest.skip("the console script is not installed (pip install -e .)")
+    result = subprocess.run([str(script), "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--resume" in result.stdout and "isbi2012" in result.stdout
+
+
+def test_train_writes_checkpoint_history_and_config(trained):
+    assert {p.name for p in trained.iterdir()} >= {"checkpoint.pt", "history.json", "model.json"}
+    history = json.loads((trained / "history.json").read_text())
+    assert history["step"] == [1, 2, 3] and len(history["loss"]) == 3 and history["val_step"][-1] == 3
+    config = json.loads((trained / "model.json").read_text())
+    assert (config["base_channels"], config["depth"], config["tile"]) == (4, 2, 60)
+    assert load_checkpoint(trained / "checkpoint.pt")["step"] == 3
+
+
+def test_resume_continues_to_the_total(trained, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    first = json.loads((out / "history.json").read_text())["loss"]
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out), "--resume"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["step"] == [1, 2, 3, 4, 5] and history["loss"][:3] == first
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+    assert main(["train", *TINY, "--steps", "6", "--out", str(out), "--resume", "--width", "8"]) == 2
+
+
+def test_predict_writes_one_mask_per_image(trained, tmp_path):
+    _write_pngs(tmp_path / "in", [(50, 70), (40, 30)])
+    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet"]) == 0
+    masks = sorted((tmp_path / "out").iterdir())
+    assert [m.name for m in masks] == ["im0.png", "im1.png"]
+    arrays = [np.asarray(Image.open(m)) for m in masks]
+    assert [a.shape for a in arrays] == [(50, 70), (40, 30)]
+    assert all(set(np.unique(a).tolist()) <= {0, 255} for a in arrays)
+
+
+def test_predict_with_tta_matches_the_library(trained, tmp_path):
+    from unet_course.cli import model_from_config
+    from unet_course.tiling import predict_tiled
+
+    _write_pngs(tmp_path / "in", [(48, 52)])
+    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--tta", "--quiet"]) == 0
+    model = model_from_config(json.loads((trained / "model.json").read_text()))
+    model.load_state_dict(load_checkpoint(trained / "checkpoint.pt")["model"])
+    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "im0.png"), dtype=np.float32) / 255)
+    expected = predict_tiled(model, image[None], tile_size=60, tta=True).argmax(0).numpy() * 255
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "im0.png")), expected)
+
+
+def test_predict_reads_every_page_of_a_tiff(trained, tmp_path):
+    pages = [Image.fromarray(np.full((36, 44), 40 * k, dtype=np.uint8)) for k in range(3)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    assert main(["predict", str(trained), str(tmp_path / "stack.tif"), str(tmp_path / "out"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stack_000.png", "stack_001.png", "stack_002.png"]
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
+    _write_pngs(tmp_path / "in", [(40, 40)])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "bad.png").write_text("not an image")
+    out = str(tmp_path / "out")
+    assert "no checkpoint" in _error(["predict", str(tmp_path / "absent"), str(tmp_path / "in"), out], capsys)
+    assert "does not exist" in _error(["predict", str(trained), str(tmp_path / "nothing"), out], capsys)
+    assert "no images" in _error(["predict", str(trained), str(tmp_path / "empty"), out], capsys)
+    assert "bad.png" in _error(["predict", str(trained), str(tmp_path / "broken"), out, "--quiet"], capsys)
+    assert "not a folder" in _error(["train", "--data", str(tmp_path / "absent"), "--steps", "1"], capsys)
+    assert "no images/ folder" in _error(["train", "--data", str(tmp_path / "empty"), "--steps", "1"], capsys)
+    assert "not a valid input size" in _error(["train", *TINY, "--tile", "61", "--steps", "1"], capsys)
+
+
+def test_train_on_a_folder_with_an_unreadable_image(tmp_path, capsys):
+    _write_pngs(tmp_path / "data" / "images", [(64, 64), (64, 64)])
+    _write_pngs(tmp_path / "data" / "masks", [(64, 64)])
+    (tmp_path / "data" / "masks" / "im1.png").write_text("not an image")
+    message = _error(["train", "--data", str(tmp_path / "data"), "--width", "4", "--depth", "2", "--tile", "60",
+                      "--steps", "1", "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert "im1.png" in message
+
+
+def test_train_on_isbi_without_data_fails_clearly(tmp_path, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        from unet_course.data import DownloadError
+
+        raise DownloadError("offline")
+
+    monkeypatch.setattr("unet_course.data.isbi.download_file", offline)
+    message = _error(["train", "--data", "isbi2012", "--data-root", str(tmp_path), "--steps", "1", "--quiet"], capsys)
+    assert "offline" in message
