@@ -14,7 +14,7 @@ export UNET_COURSE_DATA
 # Headless matplotlib everywhere, and no pyc litter in the tree.
 export MPLBACKEND := Agg
 
-.PHONY: help install book test execute bench clean
+.PHONY: help install browser book test execute bench clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
@@ -31,11 +31,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The browser test opens every page of the built book in Debian's headless Chromium.
+browser:
+	@if command -v chromium > /dev/null && command -v chromedriver > /dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  echo "installing chromium and chromium-driver for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; \
+	else echo "The browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi
+
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	CI=$${CI:-true} $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider --durations=20
 
 execute: $(STAMP)

@@ -15,3 +15,20 @@ def isbi_root() -> Path:
     if not (root / "image" / "0.png").exists():
         pytest.skip(f"no ISBI 2012 copy at {root}: set UNET_COURSE_DATA to a folder holding isbi2012/")
     return root
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The book built once per test run with warnings as errors; returns its html folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("book")
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
+               "--warningiserror", "--keep-going", "--all"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out / "_build" / "html"
