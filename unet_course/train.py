@@ -26,7 +26,7 @@ from .augment import elastic_deform
 from .data.download import atomic_file
 from .losses import weighted_cross_entropy
 from .metrics import iou
-from .tiling import predict_tiled
+from .tiling import mirror_pad, predict_tiled
 from .weights import class_weight_map, instances_from_mask, unet_weight_map
 
 __all__ = ["History", "fit", "load_checkpoint", "save_checkpoint", "paper_augmentation", "prepare_weights"]
@@ -135,10 +135,8 @@ def _samples(data, weights: str | None, padding: int, w0: float, sigma: float) -
                      disable=weights != "unet" or len(data) < 5):
         image, mask = item[0].float(), item[1].long()
         weight = item[2].float() if len(item) > 2 else prepare_weights(mask, weights, w0=w0, sigma=sigma)
-        if padding:
-            image = F.pad(image[None], (padding,) * 4, mode="reflect")[0]
-            mask, weight = (F.pad(t[None, None].float(), (padding,) * 4, mode="reflect")[0, 0] for t in (mask, weight))
-            mask = mask.long()
+        if padding:  # mirror_pad, unlike F.pad, allows images smaller than the margin
+            image, mask, weight = (mirror_pad(t, padding, padding, padding, padding) for t in (image, mask, weight))
         samples.append((image, mask, weight))
     return samples
 
@@ -162,13 +160,25 @@ def _random_tiles(samples: list[Sample], batch_size: int, tile: int, generator: 
     return torch.stack(images), torch.stack(masks), torch.stack(weights)
 
 
+def _whole_image_tile(model: nn.Module, height: int, width: int) -> int:
+    """The smallest tile that covers a whole image in one forward pass (cheapest for validation)."""
+    side = max(height, width)
+    if hasattr(model, "valid_input_size"):
+        return model.valid_input_size(side + 2 * int(getattr(model, "margin", 0)))
+    return -(-side // 32) * 32  # same-size encoders usually downsample by 32
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, *, device: torch.device | None = None, tile_size: int | None = None) -> dict:
-    """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions)."""
+    """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions).
+
+    ``tile_size`` defaults to one tile covering each whole image.
+    """
     losses, ious = [], []
     for index in range(len(data)):
         image, mask = data[index][:2]
-        probabilities = predict_tiled(model, image[None].to(device), tile_size=tile_size).cpu()
+        tile = tile_size or _whole_image_tile(model, *mask.shape)
+        probabilities = predict_tiled(model, image[None].to(device), tile_size=tile).cpu()
         losses.append(float(F.nll_loss(torch.log(probabilities.clamp_min(1e-8)), mask[None].long())))
         ious.append(float(np.nanmean(iou(probabilities[0].argmax(0), mask, num_classes=probabilities.shape[1]))))
     return {"loss": float(np.mean(losses)), "iou": float(np.nanmean(ious))}

@@ -44,6 +44,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, Path]]:
     is left as it was. Used for downloads and for training checkpoints.
     """
     path = Path(path)
+    created = [folder for folder in [path.parent, *path.parent.parents] if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -55,6 +56,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, Path]]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+            for folder in created:  # leave no empty folders behind a failed write either
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def sha256_of(path: str | os.PathLike) -> str:
