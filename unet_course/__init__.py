@@ -6,6 +6,7 @@ Importing the package never touches the network.
 
 from .budget import Budget, device, get_budget, seed_everything
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
+from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
 from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
 from .tiling import mirror_pad, predict_tiled
@@ -48,6 +49,11 @@ __all__ = [
     "SyntheticMembranes",
     "synthetic_cells",
     "synthetic_membranes",
+    "ROAD_CLASSES",
+    "CamVidTiny",
+    "CamVidTiny",
+    "SyntheticRoads",
+    "synthetic_roads",
     "elastic_deform",
     "random_displacement",
     "displacement_field",

@@ -6,6 +6,8 @@ from pathlib import Path
 from .download import ChecksumError, DownloadError, download_file, sha256_of, size_and_md5_prefix
 from .folder import ImageMaskFolder, read_image
 from .isbi import ISBI2012
+from .camvid import CAMVID_TO_ROAD, CamVidTiny
+from .roads import ROAD_CLASSES, ROAD_COLORS, RoadSample, SyntheticRoads, synthetic_roads
 from .synthetic import (
     CellsSample,
     MembranesSample,
@@ -32,6 +34,13 @@ __all__ = [
     "ImageMaskFolder",
     "read_image",
     "ISBI2012",
+    "CamVidTiny",
+    "CAMVID_TO_ROAD",
+    "ROAD_CLASSES",
+    "ROAD_COLORS",
+    "RoadSample",
+    "SyntheticRoads",
+    "synthetic_roads",
     "CellsSample",
     "MembranesSample",
     "SyntheticCells",
