@@ -51,7 +51,6 @@ __all__ = [
     "synthetic_membranes",
     "ROAD_CLASSES",
     "CamVidTiny",
-    "CamVidTiny",
     "SyntheticRoads",
     "synthetic_roads",
     "elastic_deform",
