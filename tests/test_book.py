@@ -40,7 +40,7 @@ def test_notebook_pages_show_their_figures_and_launch_on_colab(html):
 def test_api_page_documents_the_library(html):
     page = (html / "book" / "api.html").read_text()
     for name in ("get_budget", "synthetic_cells", "ISBI2012", "overlay", "UNet", "predict_tiled", "elastic_deform",
-                 "unet_weight_map", "weighted_cross_entropy", "fit", "warping_error"):
+                 "unet_weight_map", "weighted_cross_entropy", "fit", "warping_error", "convolutionalize"):
         assert name in page
 
 

@@ -8,6 +8,7 @@ from .budget import Budget, device, get_budget, seed_everything
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
 from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from .models.fcn import PatchClassifier, convolutionalize
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
 from .tiling import mirror_pad, predict_tiled
 from .weights import (
@@ -58,6 +59,8 @@ __all__ = [
     "displacement_field",
     "ElasticDeformation",
     "Deformed",
+    "PatchClassifier",
+    "convolutionalize",
     "UNet",
     "unet_output_size",
     "unet_input_size_for",

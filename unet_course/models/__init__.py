@@ -1,5 +1,6 @@
 """Networks of the course: the FC-vs-FCN classifier and the U-Net."""
 
+from .fcn import FullyConvNet, LayerParameters, PatchClassifier, convolutionalize, parameter_table, sample_patches
 from .unet import (
     UNet,
     center_crop,
@@ -13,6 +14,12 @@ from .unet import (
 )
 
 __all__ = [
+    "FullyConvNet",
+    "LayerParameters",
+    "PatchClassifier",
+    "convolutionalize",
+    "parameter_table",
+    "sample_patches",
     "UNet",
     "center_crop",
     "unet_input_size_for",
