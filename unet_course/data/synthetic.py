@@ -188,7 +188,7 @@ def synthetic_membranes(
     size: int | tuple[int, int] = 256,
     *,
     cell_size: float = 40.0,
-    membrane_width: float = 3.0,
+    membrane_width: float = 5.0,
     seed: int = 0,
 ) -> MembranesSample:
     """An EM-like image: cells filling the plane, separated by thin dark membranes.
@@ -196,7 +196,7 @@ def synthetic_membranes(
     Args:
         size: image side, or ``(height, width)``, in pixels. Default 256.
         cell_size: typical distance between neighbouring cell centres, pixels. Default 40.
-        membrane_width: membrane thickness in pixels. Default 3.
+        membrane_width: membrane thickness in pixels, rounded to an odd number. Default 5.
         seed: the random seed; the same seed gives the same image.
 
     Returns:
@@ -222,7 +222,10 @@ def synthetic_membranes(
     regions = ndimage.map_coordinates(nearest, coords, order=0, mode="reflect")
 
     boundary = _label_edges(regions)
-    membrane = ndimage.distance_transform_edt(~boundary) < membrane_width / 2 + 0.5
+    # Thicken the one-pixel edges by dilation: (2k + 1)-pixel membranes, far cheaper than a
+    # distance transform.
+    steps = max(0, round((membrane_width - 1) / 2))
+    membrane = ndimage.binary_dilation(boundary, iterations=steps) if steps else boundary
     mask = (~membrane).astype(np.uint8)
 
     # Rendering: grainy mid-grey cytoplasm, dark membranes, a few dark organelles.
