@@ -12,3 +12,10 @@ def test_weight_map_benchmark_smoke():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "| " in result.stdout and "ours" in result.stdout
+
+
+def test_train_step_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "UNet(base_channels=4) valid" in result.stdout and "wrote" not in result.stdout

@@ -69,3 +69,4 @@ def test_public_names_exist():
 
     missing = [name for name in unet_course.__all__ if not hasattr(unet_course, name)]
     assert not missing
+    assert len(set(unet_course.__all__)) == len(unet_course.__all__)  # each name listed once
