@@ -8,50 +8,12 @@ cuts the target and weights to match. Same-size models (e.g. ``smp.Unet``) need 
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["center_crop", "weighted_cross_entropy"]
+from .models.unet import center_crop
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
-
-
-def center_crop(array: ArrayT, size: int | tuple[int, int]) -> ArrayT:
-    """The central ``size`` window of the last two axes of a tensor or array.
-
-    When a side shrinks by an odd number of pixels the extra one is cut at the bottom
-    or right. A valid-convolution U-Net shrinks both sides evenly (572 → 388), so the
-    crop is exactly the region its output pixels see the centre of.
-
-    Args:
-        array: tensor or numpy array ``(..., H, W)``.
-        size: output side ``s`` (for ``(s, s)``) or ``(height, width)``.
-
-    Returns:
-        A view of ``array`` (no copy), of the same kind.
-
-    Shape:
-        ``(..., H, W)`` → ``(..., height, width)``.
-
-    Example:
-        >>> import torch
-        >>> center_crop(torch.zeros(1, 3, 572, 572), 388).shape
-        torch.Size([1, 3, 388, 388])
-
-    Taught in chapter 3 (the architecture) and used by the loss in chapter 5.
-    """
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    in_height, in_width = array.shape[-2:]
-    if not (0 < height <= in_height and 0 < width <= in_width):
-        raise ValueError(
-            f"center_crop: cannot cut ({height}, {width}) out of ({in_height}, {in_width}); "
-            "the crop must be positive and no larger than the input."
-        )
-    top, left = (in_height - height) // 2, (in_width - width) // 2
-    return array[..., top : top + height, left : left + width]
+__all__ = ["center_crop", "weighted_cross_entropy"]  # center_crop lives with the crop-and-concat
 
 
 def weighted_cross_entropy(

@@ -9,9 +9,13 @@ gives the common padded variant. The size functions below need no model (chapter
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import nn
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 __all__ = [
     "UNet",
@@ -170,11 +174,39 @@ def unet_num_parameters(in_channels: int = 1, num_classes: int = 2, base_channel
     return total
 
 
-def center_crop(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The central ``size = (height, width)`` window of ``features`` ``(N, C, H, W)``."""
-    top, left = (features.shape[-2] - size[0]) // 2, (features.shape[-1] - size[1]) // 2
-    return features[..., top:top + size[0], left:left + size[1]]
+def center_crop(array: ArrayT, size: int | tuple[int, int]) -> ArrayT:
+    """The central ``size`` window of the last two axes of a tensor or array.
 
+    When a side shrinks by an odd number of pixels the extra one is cut at the bottom
+    or right. A valid-convolution U-Net shrinks both sides evenly (572 → 388), so the
+    crop is exactly the region its output pixels see the centre of.
+
+    Args:
+        array: tensor or numpy array ``(..., H, W)``.
+        size: output side ``s`` (for ``(s, s)``) or ``(height, width)``.
+
+    Returns:
+        A view of ``array`` (no copy), of the same kind.
+
+    Shape:
+        ``(..., H, W)`` → ``(..., height, width)``.
+
+    Example:
+        >>> import torch
+        >>> center_crop(torch.zeros(1, 3, 572, 572), 388).shape
+        torch.Size([1, 3, 388, 388])
+
+    Taught in chapter 3 (crop-and-concat) and used by the loss in chapter 5.
+    """
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    in_height, in_width = array.shape[-2:]
+    if not (0 < height <= in_height and 0 < width <= in_width):
+        raise ValueError(
+            f"center_crop: cannot cut ({height}, {width}) out of ({in_height}, {in_width}); "
+            "the crop must be positive and no larger than the input."
+        )
+    top, left = (in_height - height) // 2, (in_width - width) // 2
+    return array[..., top : top + height, left : left + width]
 
 class ConvBlock(nn.Sequential):
     """Two 3×3 convolutions, each followed by (optional batch norm and) a ReLU."""
