@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 # (notebooks download there when they need real data and can reach the network).
 UNET_COURSE_DATA ?= $(if $(wildcard ../shared/data/isbi2012),$(abspath ../shared/data),$(CURDIR)/data)
 export UNET_COURSE_DATA
-# Headless matplotlib everywhere, and no pyc litter in the tree.
+# Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
 .PHONY: help install browser book test execute bench clean
@@ -48,7 +48,7 @@ test: $(STAMP) browser
 
 execute: $(STAMP)
 	for nb in book/*.ipynb; do \
-	  UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	  env -u MPLBACKEND UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
 	done
 
 bench: $(STAMP)
