@@ -30,11 +30,13 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-def _write_pngs(folder: Path, sizes) -> None:
+def _write_pngs(folder: Path, sizes, levels: int = 256) -> None:
+    """Random 8-bit images; ``levels=2`` gives black-and-white (0/255) masks."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for index, (height, width) in enumerate(sizes):
-        Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)).save(folder / f"im{index}.png")
+        pixels = rng.integers(0, levels, (height, width)) * (255 // (levels - 1))
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"im{index}.png")
 
 
 def test_help_lists_every_option(capsys):
@@ -68,7 +70,25 @@ def test_train_writes_checkpoint_history_and_config(trained):
     assert history["step"] == [1, 2, 3] and len(history["loss"]) == 3 and history["val_step"][-1] == 3
     config = json.loads((trained / "model.json").read_text())
     assert (config["base_channels"], config["depth"], config["tile"]) == (4, 2, 60)
+    assert 0 < config["threshold"] < 1  # chosen on the training images after training
     assert load_checkpoint(trained / "checkpoint.pt")["step"] == 3
+
+
+def test_train_takes_the_budgets_schedule_unless_told(tmp_path):
+    """--budget supplies lr, schedule and loss weights as chapter 6 uses them; options override them."""
+    from unet_course.budget import TRAINING_RUNS
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "2", "--budget", "cpu", "--out", str(out)]) == 0
+    config = json.loads((out / "model.json").read_text())
+    cpu = TRAINING_RUNS["cpu"]
+    assert (config["lr"], config["lr_schedule"], config["weights"]) == (cpu["lr"], cpu["lr_schedule"], cpu["weights"])
+    last_lr = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
+    assert last_lr < cpu["lr"] if cpu["lr_schedule"] == "cosine" else last_lr == cpu["lr"]
+    assert main(["train", *TINY, "--steps", "2", "--budget", "cpu", "--lr", "0.001", "--lr-schedule", "constant",
+                 "--weights", "none", "--out", str(out), "--overwrite"]) == 0
+    config = json.loads((out / "model.json").read_text())
+    assert (config["lr"], config["lr_schedule"], config["weights"]) == (0.001, "constant", "none")
 
 
 def test_resume_continues_to_the_total(trained, tmp_path):
@@ -98,10 +118,12 @@ def test_predict_with_tta_matches_the_library(trained, tmp_path):
 
     _write_pngs(tmp_path / "in", [(48, 52)])
     assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--tta", "--quiet"]) == 0
-    model = model_from_config(json.loads((trained / "model.json").read_text()))
+    config = json.loads((trained / "model.json").read_text())
+    model = model_from_config(config)
     model.load_state_dict(load_checkpoint(trained / "checkpoint.pt")["model"])
     image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "im0.png"), dtype=np.float32) / 255)
-    expected = predict_tiled(model, image[None], tile_size=60, tta=True).argmax(0).numpy() * 255
+    probabilities = predict_tiled(model, image[None], tile_size=60, tta=True)
+    expected = (probabilities[1] > config["threshold"]).numpy() * 255  # the run's threshold, not argmax
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "im0.png")), expected)
 
 
@@ -112,8 +134,8 @@ def test_predict_reads_every_page_of_a_tiff(trained, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stack_000.png", "stack_001.png", "stack_002.png"]
 
 
-def _error(argv, capsys) -> str:
-    assert main(argv) == 2
+def _error(argv, capsys, status: int = 2) -> str:
+    assert main(argv) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     return err[0]
@@ -136,7 +158,7 @@ def test_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
 
 def test_train_on_a_folder_with_an_unreadable_image(tmp_path, capsys):
     _write_pngs(tmp_path / "data" / "images", [(64, 64), (64, 64)])
-    _write_pngs(tmp_path / "data" / "masks", [(64, 64)])
+    _write_pngs(tmp_path / "data" / "masks", [(64, 64)], levels=2)
     (tmp_path / "data" / "masks" / "im1.png").write_text("not an image")
     message = _error(["train", "--data", str(tmp_path / "data"), "--width", "4", "--depth", "2", "--tile", "60",
                       "--steps", "1", "--out", str(tmp_path / "out"), "--quiet"], capsys)
@@ -150,5 +172,26 @@ def test_train_on_isbi_without_data_fails_clearly(tmp_path, capsys, monkeypatch)
         raise DownloadError("offline")
 
     monkeypatch.setattr("unet_course.data.isbi.download_file", offline)
-    message = _error(["train", "--data", "isbi2012", "--data-root", str(tmp_path), "--steps", "1", "--quiet"], capsys)
-    assert "offline" in message
+    argv = ["train", "--data", "isbi2012", "--data-root", str(tmp_path), "--steps", "1", "--quiet"]
+    assert "offline" in _error(argv, capsys, status=1)  # a failure, not a mistake in the command
+
+
+def test_train_on_isbi_fetches_the_missing_slices(isbi_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNET_COURSE_DATA_MIRROR", isbi_root.parent.as_uri())
+    partial = tmp_path / "data" / "isbi2012"
+    shutil.copytree(isbi_root, partial)
+    for path in ("image/3.png", "label/27.png"):  # one training slice, one held-out slice
+        (partial / path).unlink()
+    argv = ["train", "--data", "isbi2012", "--data-root", str(tmp_path / "data"), "--width", "4", "--depth", "2",
+            "--tile", "60", "--steps", "1", "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 0
+    assert (partial / "image" / "3.png").exists() and (partial / "label" / "27.png").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from unet_course.cli import UserError
+
+    argv = ["predict", str(tmp_path / "absent"), str(tmp_path), str(tmp_path / "out")]
+    assert main(argv) == 2
+    with pytest.raises(UserError, match="no checkpoint"):
+        main([*argv, "--debug"])

@@ -114,3 +114,20 @@ def test_history_round_trip(tmp_path):
     assert History.load(tmp_path / "h.json") == history
     assert np.allclose(history.smoothed_loss(window=2), [3.0, 2.5, 1.5])
     assert json.loads((tmp_path / "h.json").read_text())["loss"] == [3.0, 2.0, 1.0]
+
+
+def test_load_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading(tmp_path):
+    import pickle
+
+    from unet_course.train import CheckpointError, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, model={"w": torch.zeros(3)}, step=1)
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    with pytest.raises(CheckpointError, match=f"cannot read the checkpoint {path}"):
+        load_checkpoint(path)
+    with open(path, "wb") as file:
+        pickle.dump({"step": 1, "hook": print}, file)  # a callable: weights_only refuses it
+    with pytest.raises(CheckpointError, match="could run code") as raised:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(raised.value)

@@ -12,38 +12,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-__all__ = ["main", "build_parser", "BUDGET_SIZES", "model_from_config"]
+from .budget import TRAINING_RUNS  # the run of each budget; chapter 6 trains with the same settings
 
-# Model width, depth, tile and steps per budget; chapter 6 trains with the same numbers.
-BUDGET_SIZES = {
-    "smoke": {"width": 8, "depth": 4, "tile": 252, "steps": 200},
-    "cpu": {"width": 16, "depth": 4, "tile": 316, "steps": 1000},
-    "gpu": {"width": 64, "depth": 4, "tile": 572, "steps": 6000},  # the paper's network and tile
-}
+__all__ = ["main", "build_parser", "model_from_config"]
+
 SYNTHETIC = ("synthetic-cells", "synthetic-membranes")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+RUN_FILES = ("checkpoint.pt", "history.json", "model.json")  # what `train` writes to --out
 
 
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 2."""
 
 
+class CommandFailed(Exception):
+    """A failure (training diverged, a damaged run file): printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like ours (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def _per_budget(key: str) -> str:
-    return ", ".join(f"{name} {sizes[key]}" for name, sizes in BUDGET_SIZES.items())
+    return ", ".join(f"{name} {sizes[key]}" for name, sizes in TRAINING_RUNS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``unet-course`` with its ``train`` and ``predict`` subcommands."""
-    parser = argparse.ArgumentParser(prog="unet-course", description="Train a U-Net the paper's way, and use it.")
+    parser = _Parser(prog="unet-course", description="Train a U-Net the paper's way, and use it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict}")
 
     train = commands.add_parser("train", help="train a U-Net; writes OUT/checkpoint.pt, history.json, model.json",
@@ -56,19 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding isbi2012/ (fetched there if missing); default $UNET_COURSE_DATA or ./data")
     train.add_argument("--out", type=Path, default=Path("runs/unet"), metavar="DIR",
                        help="where checkpoint.pt, history.json and model.json go (default: runs/unet)")
-    train.add_argument("--budget", choices=list(BUDGET_SIZES), default=None,
+    train.add_argument("--budget", choices=list(TRAINING_RUNS), default=None,
                        help="size of run for the options not given (default: chosen as in the notebooks: "
                        "$UNET_COURSE_BUDGET, CI → smoke, CUDA → gpu, else cpu)")
     train.add_argument("--steps", type=int, help="total optimisation steps (with --resume, including earlier ones); default: the budget's, " + _per_budget("steps"))
     train.add_argument("--width", type=int, help="channels of the first level (the paper: 64); default: the budget's, " + _per_budget("width"))
     train.add_argument("--depth", type=int, help="number of poolings (the paper: 4); default: the budget's, " + _per_budget("depth"))
     train.add_argument("--tile", type=int, help="input tile side, a valid size for the model (the paper: 572); default: the budget's, " + _per_budget("tile"))
-    train.add_argument("--lr", type=float, default=0.003, help="SGD learning rate (default: 0.003)")
+    train.add_argument("--lr", type=float, default=None, help="SGD learning rate (the paper's recipe: 0.003); "
+                       "default: the budget's, " + _per_budget("lr"))
+    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                       help="constant (the paper's) or cosine decay to 0 over --steps; default: the budget's, "
+                       + _per_budget("lr_schedule"))
     train.add_argument("--momentum", type=float, default=0.99, help="SGD momentum (default: 0.99, the paper's)")
     train.add_argument("--batch-size", type=int, default=1, help="tiles per step (default: 1, the paper's)")
-    train.add_argument("--weights", choices=["balanced", "unet", "none"], default="balanced",
+    train.add_argument("--weights", choices=["balanced", "unet", "none"], default=None,
                        help="per-pixel loss weights: class balance, the paper's border map, or none "
-                       "(default: balanced)")
+                       "(default: the budget's, " + _per_budget("weights") + ")")
     train.add_argument("--no-augment", action="store_true", help="train without flips, rotations and elastic "
                        "deformation")
     train.add_argument("--held-out", type=int, default=None, metavar="N",
@@ -81,13 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=None,
                        help="write the checkpoint every N steps (default: 10 times per run)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt to --steps in all")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out (without it, "
+                       "an existing run is never replaced)")
     train.add_argument("--seed", type=int, default=0, help="seed of the model, tiles and augmentation (default: 0)")
     train.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     predict = commands.add_parser("predict", help="segment images with a trained U-Net; writes one PNG mask each",
                                   description="Segment every image of a folder (or every page of a TIFF) by "
-                                  "overlap-tile prediction; masks are PNGs, 0/255 for two classes, else class ids.")
+                                  "overlap-tile prediction; masks are PNGs, 0/255 for two classes (255 where the "
+                                  "probability of class 1 is above the run's threshold), else class ids.")
     predict.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
                          help="a training folder (checkpoint.pt + model.json) or a .pt file with a .json beside it")
     predict.add_argument("input", type=Path, metavar="INPUT", help="a folder of images or a (multi-page) TIFF")
@@ -96,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tile", type=int, default=None, help="input tile side (default: the training tile)")
     predict.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     predict.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    predict.add_argument("--overwrite", action="store_true", help="replace masks already in OUTPUT_DIR (without "
+                         "it, an existing mask is never replaced)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -109,16 +126,90 @@ def model_from_config(config: dict) -> torch.nn.Module:
                 padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
 
 
+def _check_device(name: str | None) -> torch.device | None:
+    """``--device`` as a torch device that this machine has, or None for the best available."""
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    usable = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+              "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not usable.get(device.type, False):
+        raise UserError(f"--device {name}: PyTorch finds no such device on this machine; leave --device out to use "
+                        f"the best one available, or pass --device cpu")
+    return device
+
+
+def _read_config(path: Path) -> dict:
+    """A run's ``model.json``, checked: a damaged or incomplete file fails here, naming itself."""
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CommandFailed(f"{path} is not valid JSON ({error}); it is written by `unet-course train` beside "
+                            f"checkpoint.pt: restore it, or train again") from None
+    if not isinstance(config, dict):
+        raise CommandFailed(f"{path} does not describe a model; restore the model.json written by "
+                            f"`unet-course train`, or train again")
+    integers = {"base_channels": 1, "depth": 1, "in_channels": 1, "num_classes": 2, "tile": 1}
+    missing = [key for key in ("base_channels", "depth") if key not in config]
+    wrong = [key for key, low in integers.items()
+             if key in config and (type(config[key]) is not int or config[key] < low)]
+    threshold = config.get("threshold", 0.5)
+    if type(threshold) not in (int, float) or not 0 <= threshold <= 1:
+        wrong.append("threshold")
+    if config.get("padding", "valid") not in ("valid", "same"):
+        wrong.append("padding")
+    if missing or wrong:
+        what = ", ".join([f"no {key}" for key in missing] + [f"a bad {key}" for key in wrong])
+        raise CommandFailed(f"{path} is incomplete or damaged ({what}); restore the model.json written by "
+                            f"`unet-course train` beside its checkpoint, or train again")
+    return config
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint loaded with ``weights_only=True``; a damaged or foreign file fails here, naming itself."""
+    from .train import CheckpointError, load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as error:
+        raise CommandFailed(str(error)) from None
+    if not isinstance(state, dict):
+        raise CommandFailed(f"{path} is not a checkpoint of `unet-course train` (no state dict); train again")
+    return state
+
+
+def _load_weights(model: torch.nn.Module, state: dict, checkpoint: Path, config_path: Path) -> None:
+    """Load a checkpoint's weights into ``model``, refusing another architecture or diverged weights."""
+    weights = state.get("model", state)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "another model")
+        raise CommandFailed(f"the checkpoint {checkpoint} does not fit the model in {config_path} ({detail[:160]}); "
+                            f"keep each checkpoint with the model.json written beside it, or train again") from None
+    if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+        raise CommandFailed(f"the checkpoint {checkpoint} holds NaN or infinite weights: the training that wrote it "
+                            f"diverged; train again with a lower --lr")
+
+
 def _training_data(args, tile: int, output: int):
-    """(train, validation or None) datasets for ``--data``."""
+    """(train, validation or None) datasets for ``--data``, every file read and checked."""
     from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, data_root
 
     if args.data == "isbi2012":
-        root = (args.data_root or data_root()) / "isbi2012"
+        parent = args.data_root or data_root()
+        for folder in (parent, parent / "isbi2012"):
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"--data-root: {folder} is a file; pass the folder that holds (or will hold) "
+                                f"isbi2012/")
         held_out = 5 if args.held_out is None else args.held_out
         if not 0 <= held_out < 30:
             raise UserError(f"--held-out must be 0..29 for the 30 ISBI slices, got {held_out}")
-        train = ISBI2012(root, download=not root.exists(), indices=range(30 - held_out))
+        root = parent / "isbi2012"
+        train = ISBI2012(root, download=True, indices=range(30 - held_out))  # fetches only what is missing
         return train, (ISBI2012(root, indices=range(30 - held_out, 30)) if held_out else None)
     if args.data in SYNTHETIC:
         kind = SyntheticCells if args.data == "synthetic-cells" else SyntheticMembranes
@@ -133,9 +224,13 @@ def _training_data(args, tile: int, output: int):
         if not (folder / part).is_dir():
             raise UserError(f"{folder} has no {part}/ folder: put images in {folder}/images and masks with "
                             f"the same file names in {folder}/masks")
-    data = ImageMaskFolder(folder / "images", folder / "masks")
-    for index in range(len(data)):
-        data[index]  # reads every pair now: an unreadable file or a size mismatch fails before training starts
+    data = ImageMaskFolder(folder / "images", folder / "masks", num_classes=2)
+    margin = (tile - output) // 2
+    for index, (image_path, _) in enumerate(data.pairs):  # every pair now: a bad file fails before any write
+        height, width = data[index][1].shape
+        if min(height, width) + 2 * margin < tile:
+            raise UserError(f"{image_path} is {width}×{height} pixels, too small for --tile {tile} even with "
+                            f"{margin} mirrored pixels per side; pass a smaller --tile")
     held_out = 0 if args.held_out is None else args.held_out
     if not 0 <= held_out < len(data):
         raise UserError(f"--held-out {held_out}: the folder holds {len(data)} images, keep at least one to train on")
@@ -144,152 +239,262 @@ def _training_data(args, tile: int, output: int):
     return train, (torch.utils.data.Subset(data, indices[len(data) - held_out:]) if held_out else None)
 
 
+def _check_train_numbers(args) -> None:
+    """Every numeric option of ``train`` in range, before anything is read or written."""
+    if args.lr is not None and not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UserError(f"--lr must be a finite number above 0, got {args.lr}; leave it out for the budget's")
+    if not 0 <= args.momentum < 1:
+        raise UserError(f"--momentum must be at least 0 and below 1, got {args.momentum}; the paper's is 0.99")
+    for option in ("batch_size", "images", "image_size", "eval_every", "checkpoint_every"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.held_out is not None and args.held_out < 0:
+        raise UserError(f"--held-out must be 0 or more, got {args.held_out}")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
+
+
 def train_command(args) -> int:
     """``unet-course train``: fit a U-Net and write checkpoint, history and model config to ``--out``."""
     from .budget import Budget, get_budget
-    from .train import fit
+    from .data.download import atomic_file
+    from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
+    from .train import TrainingDiverged, fit
 
+    _check_train_numbers(args)
+    device = _check_device(args.device)
     budget = Budget(args.budget, "from --budget") if args.budget else get_budget()
-    sizes = dict(BUDGET_SIZES[budget.name])
-    config_path = args.out / "model.json"
-    if args.resume and config_path.exists():
-        stored = json.loads(config_path.read_text())
+    sizes = dict(TRAINING_RUNS[budget.name])
+    out, checkpoint, config_path = args.out, args.out / "checkpoint.pt", args.out / "model.json"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for checkpoint.pt, history.json and model.json")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    stored, done = None, 0
+    if args.resume:
+        if not checkpoint.is_file():
+            also = " (with --overwrite, as the folder holds other run files)" if existing else ""
+            raise UserError(f"--resume: there is no {checkpoint} to continue from; leave out --resume to start a "
+                            f"new run{also}")
+        if not config_path.is_file():
+            raise UserError(f"{config_path} is missing, so the run in {out} cannot be rebuilt to resume it")
+        stored = _read_config(config_path)
         for option, key in (("width", "base_channels"), ("depth", "depth"), ("tile", "tile")):
             given = getattr(args, option)
-            if given is not None and given != stored[key]:
-                raise UserError(f"--{option} {given} differs from the run being resumed ({stored[key]} in "
+            if given is not None and given != stored.get(key):
+                raise UserError(f"--{option} {given} differs from the run being resumed ({stored.get(key)} in "
                                 f"{config_path}); leave it out or train into a new --out folder")
-        sizes.update(width=stored["base_channels"], depth=stored["depth"], tile=stored["tile"])
-    elif args.resume and (args.out / "checkpoint.pt").exists():
-        raise UserError(f"{config_path} is missing, so the run in {args.out} cannot be rebuilt to resume it")
-    sizes.update({k: getattr(args, k) for k in ("width", "depth", "tile", "steps") if getattr(args, k) is not None})
-    if sizes["steps"] < 1 or sizes["width"] < 1:
-        raise UserError(f"--steps and --width must be at least 1, got {sizes['steps']} and {sizes['width']}")
-
-    from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
-
-    if unet_valid_input_size(sizes["tile"], sizes["depth"]) != sizes["tile"]:
+        sizes.update(width=stored["base_channels"], depth=stored["depth"], tile=stored.get("tile", sizes["tile"]))
+        state = _read_checkpoint(checkpoint)
+        if not isinstance(state.get("step"), int) or "model" not in state:
+            raise CommandFailed(f"{checkpoint} is not a training checkpoint (it has no step count); train again")
+        done = state["step"]
+    elif existing and not args.overwrite:
+        raise UserError(f"--out {out} already holds a run ({', '.join(existing)}); continue it with --resume, "
+                        f"replace it with --overwrite, or choose another --out folder")
+    sizes.update({k: getattr(args, k) for k in ("width", "depth", "tile", "steps", "lr", "lr_schedule", "weights")
+                  if getattr(args, k) is not None})
+    for option in ("steps", "width", "depth"):
+        if sizes[option] < 1:
+            raise UserError(f"--{option} must be at least 1, got {sizes[option]}")
+    if sizes["steps"] < done:
+        raise UserError(f"--steps {sizes['steps']} is fewer than the {done} steps {checkpoint} already holds; --steps "
+                        f"is the total, so pass --steps {done} or more, or train into a new --out folder")
+    if sizes["tile"] < 1 or unet_valid_input_size(sizes["tile"], sizes["depth"]) != sizes["tile"]:
         raise UserError(f"--tile {sizes['tile']} is not a valid input size for depth {sizes['depth']}; "
-                        f"nearest valid: {unet_nearest_valid_sizes(sizes['tile'], sizes['depth'])}")
+                        f"nearest valid: {unet_nearest_valid_sizes(max(sizes['tile'], 1), sizes['depth'])}")
     train, val = _training_data(args, sizes["tile"], unet_output_size(sizes["tile"], sizes["depth"]))
     channels = train[0][0].shape[0]
     torch.manual_seed(args.seed)  # the initial weights, so that a run repeats
     model = UNet(in_channels=channels, base_channels=sizes["width"], depth=sizes["depth"])
     config = {"base_channels": sizes["width"], "depth": sizes["depth"], "tile": sizes["tile"], "in_channels": channels,
-              "num_classes": 2, "padding": "valid", "data": args.data, "budget": budget.name}
+              "num_classes": 2, "padding": "valid", "data": args.data, "budget": budget.name, "steps": sizes["steps"],
+              "lr": sizes["lr"], "lr_schedule": sizes["lr_schedule"], "weights": sizes["weights"]}
+    if stored is not None:
+        _load_weights(UNet(**{k: config[k] for k in ("in_channels", "base_channels", "depth")}), state, checkpoint,
+                      config_path)  # a checkpoint of another model fails now, not after the data is prepared
+        config = {key: value for key, value in stored.items() if key != "threshold"}
+
+    def write_config() -> None:
+        with atomic_file(config_path) as (file, _):
+            file.write((json.dumps(config, indent=2) + "\n").encode())
+
+    # Every check has passed: from here on, files are written.
     print(f"{budget}; UNet(base_channels={sizes['width']}, depth={sizes['depth']}), tile {sizes['tile']}, "
-          f"{sizes['steps']} steps on {len(train)} images ({args.data}) → {args.out}", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-    history = fit(model, train, val, steps=sizes["steps"], lr=args.lr, momentum=args.momentum,
-                  batch_size=args.batch_size, tile_size=sizes["tile"],
-                  weights=None if args.weights == "none" else args.weights, augment=not args.no_augment,
-                  eval_every=args.eval_every, checkpoint=args.out / "checkpoint.pt",
-                  checkpoint_every=args.checkpoint_every or max(1, sizes["steps"] // 10), resume=args.resume,
-                  device=args.device, seed=args.seed, progress=not args.quiet)
-    history.save(args.out / "history.json")
+          f"{sizes['steps']} steps on {len(train)} images ({args.data}) → {out}", file=sys.stderr)
+    if args.overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    if not args.resume:
+        write_config()  # before training, so that an interrupted run can be resumed
+    try:
+        history = fit(model, train, val, steps=sizes["steps"], lr=sizes["lr"], lr_schedule=sizes["lr_schedule"],
+                      momentum=args.momentum,
+                      batch_size=args.batch_size, tile_size=sizes["tile"],
+                      weights=None if sizes["weights"] == "none" else sizes["weights"], augment=not args.no_augment,
+                      eval_every=args.eval_every, checkpoint=checkpoint,
+                      checkpoint_every=args.checkpoint_every or max(1, sizes["steps"] // 10), resume=args.resume,
+                      device=device, seed=args.seed, progress=not args.quiet)
+    except TrainingDiverged as error:
+        kept = f"{checkpoint} keeps the last good step" if checkpoint.exists() else "no checkpoint was written"
+        raise CommandFailed(f"training diverged at step {error.step} (the loss became NaN or infinite); {kept}; "
+                            f"train again with a lower --lr (now {sizes['lr']}), or check the images") from None
+    history.save(out / "history.json")
     summary = f"step {history.step[-1]}: loss {history.smoothed_loss()[-1]:.4f}"
     if history.val_iou:
         summary += f", held-out mean IoU {history.val_iou[-1]:.3f}"
+    if config["num_classes"] == 2:
+        from .calibrate import choose_threshold
+
+        config["threshold"] = choose_threshold(model, train, device=device)
+        summary += f", threshold {config['threshold']:.2f}"
+    write_config()
     print(summary, file=sys.stderr)
     return 0
 
 
-def _as_float(array: np.ndarray) -> np.ndarray:
-    """Pixel values scaled to [0, 1] as in training (8-bit and 16-bit images alike)."""
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / np.iinfo(array.dtype).max
-    return array.astype(np.float32)
+def _mask_names(path: Path) -> list[str]:
+    """The mask file names for one input file (one per page of a multi-page TIFF)."""
+    from PIL import Image, UnidentifiedImageError
 
-
-def _read_pages(path: Path, channels: int) -> list[tuple[str, np.ndarray]]:
-    """(name, (C, H, W) float image) for one image file; a multi-page TIFF gives one per page."""
-    mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(path) as file:
-            pages = [page.copy() for page in ImageSequence.Iterator(file)]
+            pages = getattr(file, "n_frames", 1)
     except (UnidentifiedImageError, OSError) as error:
         raise UserError(f"cannot read {path} as an image ({error}); expected PNG, TIFF or JPEG files") from None
-    images = []
-    for page in pages:
-        keep_depth = channels == 1 and page.mode in ("I;16", "I;16B", "I", "F")  # no 8-bit rounding
-        array = np.asarray(page) if keep_depth else np.asarray(page.convert(mode))
-        array = _as_float(array)
-        images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-    if len(images) == 1:
-        return [(path.stem, images[0])]
-    return [(f"{path.stem}_{index:03d}", image) for index, image in enumerate(images)]
+    return [f"{path.stem}.png"] if pages == 1 else [f"{path.stem}_{index:03d}.png" for index in range(pages)]
+
+
+def _planned_masks(files: list[Path], input_path: Path, output: Path, overwrite: bool) -> list[list[Path]]:
+    """Where each input's masks go; refuses collisions, inputs as outputs and unasked-for replacements."""
+    inputs, output = input_path.resolve(), output.resolve()
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} is a file; pass a folder for the masks")
+    if input_path.is_dir() and (output == inputs or inputs in output.parents):
+        raise UserError(f"the output folder {output} is the input folder or inside it; masks would mix with (or "
+                        f"replace) the images: pass an output folder outside {inputs}")
+    planned, seen = [], {}
+    sources = {path.resolve() for path in files}
+    for path in files:
+        masks = [output / name for name in _mask_names(path)]
+        for mask in masks:
+            key = mask.name.casefold()  # a.png and A.tif collide on case-insensitive disks too
+            if key in seen:
+                raise UserError(f"{seen[key].name} and {path.name} would both be written as {mask.name}; masks are "
+                                f"named after their image, so rename one of them or move it to another folder")
+            if mask in sources:
+                raise UserError(f"the mask of {path.name} would replace the input {mask}; pass an output folder "
+                                f"that holds no input images")
+            seen[key] = path
+        planned.append(masks)
+    existing = [mask.name for masks in planned for mask in masks if mask.exists()]
+    if existing and not overwrite:
+        listed = ", ".join(existing[:3]) + (" …" if len(existing) > 3 else "")
+        raise UserError(f"{output} already holds {len(existing)} of the masks to write ({listed}); pass --overwrite "
+                        f"to replace them, or choose another output folder")
+    return planned
 
 
 def predict_command(args) -> int:
     """``unet-course predict``: one PNG mask per input image, by overlap-tile prediction."""
-    from .budget import device as best_device
-    from .tiling import predict_tiled
-    from .train import load_checkpoint
+    from PIL import Image
 
+    from .budget import device as best_device
+    from .data.download import atomic_file
+    from .data.images import IMAGE_EXTENSIONS, image_files, read_image_pages
+    from .tiling import predict_tiled
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tile is not None and args.tile < 1:
+        raise UserError(f"--tile must be a positive number of pixels, got {args.tile}; leave it out for the "
+                        f"training tile")
+    device = _check_device(args.device) or best_device()
     checkpoint = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
     config_path = args.checkpoint / "model.json" if args.checkpoint.is_dir() else checkpoint.with_suffix(".json")
     for path, what in ((checkpoint, "checkpoint"), (config_path, "model description")):
         if not path.is_file():
             raise UserError(f"no {what} at {path}: pass the --out folder of `unet-course train` "
                             f"(or a .pt file with its .json beside it)")
-    config = json.loads(config_path.read_text())
+    config = _read_config(config_path)
     model = model_from_config(config)
-    state = load_checkpoint(checkpoint)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    device = torch.device(args.device) if args.device else best_device()
-    model.to(device).eval()
+    _load_weights(model, _read_checkpoint(checkpoint), checkpoint, config_path)
+    tile = args.tile or config.get("tile")
+    if tile is not None and model.valid_input_size(tile) != tile:
+        raise UserError(f"--tile {tile} is not a valid input size; nearest valid: {model.nearest_valid_sizes(tile)}")
 
     if args.input.is_dir():
-        files = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(args.input)
         if not files:
-            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {args.input}")
+            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.input}; pass a folder that holds "
+                            f"PNG, TIFF or JPEG files")
     elif args.input.is_file():
         files = [args.input]
     else:
         raise UserError(f"{args.input} does not exist: pass a folder of images or a TIFF file")
-    for path in files:  # open every header first: an unreadable file fails before any mask is written
-        try:
-            Image.open(path).close()
-        except (UnidentifiedImageError, OSError) as error:
-            raise UserError(f"cannot read {path} as an image ({error}); expected PNG, TIFF or JPEG files") from None
-    tile = args.tile or config.get("tile")
-    if tile is not None and model.valid_input_size(tile) != tile:
-        raise UserError(f"--tile {tile} is not a valid input size; nearest valid: {model.nearest_valid_sizes(tile)}")
+    planned = _planned_masks(files, args.input, args.output, args.overwrite)
+    for path in tqdm(files, desc="checking", unit="image", disable=args.quiet, leave=False):
+        read_image_pages(path, channels=model.in_channels)  # unreadable or non-finite: fails before any mask
+    threshold = config.get("threshold", 0.5)
+    model.to(device).eval()
     args.output.mkdir(parents=True, exist_ok=True)
     written = 0
-    for path in tqdm(files, desc="images", unit="image", disable=args.quiet):
-        for name, image in _read_pages(path, model.in_channels):
+    for path, masks in tqdm(list(zip(files, planned)), desc="images", unit="image", disable=args.quiet):
+        for image, mask_path in zip(read_image_pages(path, channels=model.in_channels), masks):
             probabilities = predict_tiled(model, torch.from_numpy(image).to(device), tile_size=tile,
                                           batch_size=args.batch_size, tta=args.tta)
-            labels = probabilities.argmax(0).to(torch.uint8).cpu().numpy()
-            if model.num_classes == 2:
-                labels = labels * 255  # visible in any viewer; class 1 (cell interior) is white
-            Image.fromarray(labels).save(args.output / f"{name}.png")
+            if model.num_classes == 2:  # class 1 (cell interior) is white, visible in any viewer
+                labels = (probabilities[1] > threshold).to(torch.uint8).cpu().numpy() * 255  # as the metrics cut
+            else:
+                labels = probabilities.argmax(0).to(torch.uint8).cpu().numpy()
+            with atomic_file(mask_path) as (file, _):
+                Image.fromarray(labels).save(file, format="PNG")
             written += 1
     print(f"wrote {written} mask(s) to {args.output}", file=sys.stderr)
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line, starting in lower case like the rest of the line."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``unet-course`` with ``argv`` (default: the command line); returns the exit status.
 
-    Mistakes the user can fix (a bad path, an unreadable image, a missing checkpoint) print
-    one line to stderr and return 2, as argparse does for bad options; no traceback.
+    Every error is one line on stderr, ``unet-course <command>: error: <what>; <how to fix>``:
+    status 2 for a mistake in the command (a bad option, path or input file), 1 for a
+    failure (training diverged, a damaged checkpoint, a failed download, a full disk).
+    ``--debug`` shows the traceback instead.
     """
     from .data import ChecksumError, DownloadError
 
     args = build_parser().parse_args(argv)
     try:
         return train_command(args) if args.command == "train" else predict_command(args)
-    except (UserError, FileNotFoundError, ValueError, ChecksumError, DownloadError) as error:
-        print(f"unet-course {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         if args.command == "train":
-            print(f"unet-course train: interrupted; continue with the same command plus --resume "
-                  f"(from the last checkpoint in {args.out})", file=sys.stderr)
+            how = ("continue with the same command plus --resume" if (args.out / "checkpoint.pt").exists()
+                   else "no step was saved yet; start again with --overwrite")
+            print(f"unet-course train: interrupted; {how}", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        if isinstance(error, (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            status, message = 2, _one_line(error)
+        elif isinstance(error, (CommandFailed, ChecksumError, DownloadError, torch.cuda.OutOfMemoryError)):
+            status, message = 1, _one_line(error)
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                message = "the GPU ran out of memory; pass a smaller --tile or --batch-size"
+        elif isinstance(error, OSError):
+            status, message = 1, f"{_one_line(error)}; check the path, its permissions and the free disk space"
+        else:
+            status, message = 1, (f"unexpected {type(error).__name__}: {_one_line(error)}; run again with --debug "
+                                  f"to see where it happened")
+        print(f"unet-course {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

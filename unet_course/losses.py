@@ -37,13 +37,14 @@ def weighted_cross_entropy(
     Args:
         logits: raw scores, one channel per class (at least 2; the paper uses 2).
         target: class indices; any integer dtype.
-        weight: per-pixel weights, e.g. from :func:`unet_course.unet_weight_map`.
-            Default ``None``: every pixel weighs 1.
+        weight: per-pixel weights, e.g. from :func:`unet_course.unet_weight_map`; finite
+            and ``>= 0`` (else ``ValueError``). Default ``None``: every pixel weighs 1.
         crop: if ``True`` and the logits are smaller than the target (a valid-convolution
             U-Net), center-crop target and weight to the logits' size. Default ``False``:
             a size mismatch raises an error naming both shapes.
         ignore_index: a target value whose pixels add nothing and are not counted.
-            Default ``None``: every pixel counts.
+            Default ``None``: every pixel counts, and a target outside ``0..K-1`` (PyTorch's
+            ``-100`` included) raises ``ValueError``; pass ``ignore_index=-100`` to skip those.
         reduction: ``"mean"`` (default), ``"sum"``, or ``"none"`` for the ``(N, h, w)`` map.
 
     Shape:
@@ -95,7 +96,8 @@ def weighted_cross_entropy(
         weight = None if weight is None else center_crop(weight, size)
 
     target = target.long()
-    # PyTorch's own -100 default never matches a class index, so "no ignore_index" maps to it.
+    _check_values(target, weight, logits.shape[1], ignore_index)
+    # With no ignore_index every target is a class (checked above), so -100 matches none.
     ignored = -100 if ignore_index is None else ignore_index
     loss = F.cross_entropy(logits, target, reduction="none", ignore_index=ignored)  # (N, h, w), 0 where ignored
     if weight is not None:
@@ -108,3 +110,22 @@ def weighted_cross_entropy(
         return loss.sum() / target.numel()
     counted = (target != ignore_index).sum().clamp(min=1)  # a tensor: no device sync
     return loss.sum() / counted
+
+
+def _check_values(target: torch.Tensor, weight: torch.Tensor | None, num_classes: int,
+                  ignore_index: int | None) -> None:
+    """Raise ``ValueError`` for targets that are not classes, or negative or non-finite weights."""
+    outside = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        outside &= target != ignore_index
+    checks = [outside.any()]
+    if weight is not None:
+        checks.append((~(torch.isfinite(weight) & (weight >= 0))).any())
+    bad = torch.stack(checks).tolist()  # one device sync for both checks
+    if bad[0]:
+        values = target[outside].unique()[:8].tolist()
+        raise ValueError(f"target holds values outside the {num_classes} classes 0..{num_classes - 1}: {values}; "
+                         f"map them to class indices, or pass ignore_index=<value> to leave those pixels out")
+    if len(bad) > 1 and bad[1]:
+        raise ValueError("weight holds negative, NaN or infinite values; per-pixel weights must be finite "
+                         "and >= 0 (check w0, sigma and class weights)")

@@ -135,6 +135,16 @@ def predict_tiled(
                          f"for a grayscale (H, W) image pass image[None].")
     if activation not in ("softmax", "sigmoid", None):
         raise ValueError(f"activation must be 'softmax', 'sigmoid' or None (logits), got {activation!r}")
+    if images.shape[-1] == 0 or images.shape[-2] == 0:
+        raise ValueError(f"image is empty (shape {tuple(images.shape)}); pass an image at least 1 pixel high and wide")
+    if tile_size is not None and tile_size < 1:
+        raise ValueError(f"tile_size must be a positive number of pixels, got {tile_size}; leave it out for the "
+                         f"model's default")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 tile per forward pass, got {batch_size}")
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise ValueError("image holds NaN or infinite values, which would blank every tile they reach; "
+                         "replace them with finite numbers first")
     single = images.ndim == 3
     images = images[None] if single else images
     num_images, channels, height, width = images.shape

@@ -10,8 +10,11 @@ bar, validates every ``eval_every`` steps and writes atomic checkpoints that
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,10 +32,23 @@ from .metrics import iou
 from .tiling import mirror_pad, predict_tiled
 from .weights import class_weight_map, instances_from_mask, unet_weight_map
 
-__all__ = ["History", "fit", "load_checkpoint", "save_checkpoint", "paper_augmentation", "prepare_weights"]
+__all__ = ["History", "CheckpointError", "TrainingDiverged", "fit", "load_checkpoint", "save_checkpoint", "paper_augmentation", "prepare_weights", "scheduled_lr",
+           "autocast_dtype"]
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image (C, H, W), mask (H, W), weight (H, W)
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged, incomplete, or holds objects ``weights_only=True`` refuses to load."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: :func:`fit` stopped before the update, checkpoint untouched."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -95,7 +111,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's text would suggest weights_only=False, which can run code
+        raise CheckpointError(f"{path} holds Python objects besides tensors and numbers, which are not loaded because "
+                              f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
+                              f"or re-save yours as a plain state dict: torch.save(model.state_dict(), path)") from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError):
+        raise CheckpointError(f"cannot read the checkpoint {path}: the file is damaged or incomplete; train again, "
+                              f"or use an intact copy") from None
 
 
 def prepare_weights(mask: torch.Tensor, weights: str | None, *, w0: float = 10.0, sigma: float = 5.0) -> torch.Tensor:
@@ -113,6 +137,39 @@ def prepare_weights(mask: torch.Tensor, weights: str | None, *, w0: float = 10.0
         cells = instances_from_mask(mask.numpy() > 0)
         return torch.as_tensor(unet_weight_map(cells, w0=w0, sigma=sigma), dtype=torch.float32)
     raise ValueError(f"weights must be 'unet', 'balanced' or None, got {weights!r}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, step: int, steps: int, schedule: str = "constant") -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``: ``lr``, or ``lr`` on a half cosine to 0."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+    raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {schedule!r}")
+
+
+def autocast_dtype(device: torch.device | str, amp: bool | str | None = None) -> torch.dtype | None:
+    """The autocast precision ``fit`` trains in: ``torch.bfloat16``, ``torch.float16`` or None (fp32).
+
+    ``amp=None`` chooses: on CUDA, bf16 where the GPU has bf16 tensor cores (compute capability
+    8.0 and up) and fp16 where it has not (a T4 or V100, where bf16 is emulated, slower than
+    fp32); fp32 elsewhere. ``True`` is the same choice, with bf16 on the CPU; ``False`` is fp32;
+    ``"bf16"``/``"fp16"`` force one. Chapter 6 explains the choice.
+    """
+    device = torch.device(device)
+    if amp is False:
+        return None
+    if amp in ("bf16", "fp16"):
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if amp not in (None, True):
+        raise ValueError(f"amp must be None (choose), True, False, 'bf16' or 'fp16', got {amp!r}")
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
+    return torch.bfloat16 if amp is True else None
 
 
 def paper_augmentation(grid: int = 3, sigma: float = 10.0) -> Augment:
@@ -139,6 +196,19 @@ def _samples(data, weights: str | None, padding: int, w0: float, sigma: float) -
             image, mask, weight = (mirror_pad(t, padding, padding, padding, padding) for t in (image, mask, weight))
         samples.append((image, mask, weight))
     return samples
+
+
+def _check_samples(samples: list[Sample], num_classes: int | None) -> None:
+    """Masks hold classes of the model and weights are finite and >= 0, before the first step."""
+    for index, (_, mask, weight) in enumerate(samples):
+        if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
+            values = mask.unique().tolist()
+            shown = values if len(values) <= 8 else values[:5] + ["…", values[-1]]
+            raise ValueError(f"training mask {index} holds the values {shown}, but the model has {num_classes} "
+                             f"classes (0..{num_classes - 1}); map the mask's values to class indices")
+        if not bool((torch.isfinite(weight) & (weight >= 0)).all()):
+            raise ValueError(f"training item {index} has negative or non-finite loss weights; weights must be "
+                             f"finite and >= 0")
 
 
 def _random_tiles(samples: list[Sample], batch_size: int, tile: int, generator: torch.Generator) -> Sample:
@@ -191,6 +261,7 @@ def fit(
     *,
     steps: int,
     lr: float = 0.003,
+    lr_schedule: str = "constant",
     momentum: float = 0.99,
     batch_size: int = 1,
     tile_size: int | None = None,
@@ -204,7 +275,7 @@ def fit(
     resume: bool = False,
     device: torch.device | str | None = None,
     seed: int = 0,
-    amp: bool | None = None,
+    amp: bool | str | None = None,
     channels_last: bool | None = None,
     compile: bool = False,
     progress: bool = True,
@@ -231,10 +302,16 @@ def fit(
         eval_every: validate every this many steps. Default: 10 times per run.
         checkpoint: file to write the checkpoint to (atomically). Default None.
         checkpoint_every: also write it every this many steps. Default: only at the end.
-        resume: continue from ``checkpoint`` if it exists, exactly where it stopped.
+        resume: continue from ``checkpoint`` exactly where it stopped. If the file does not
+            exist yet, training starts at step 0 and a warning says so (the command line
+            refuses instead); a checkpoint past ``steps`` is refused.
         device: where to train. Default :func:`unet_course.device`.
         seed: seeds the tile sampling, augmentation and dropout; CPU runs repeat exactly.
-        amp: bf16 autocast. Default: on for CUDA.
+        amp: mixed precision, chosen by :func:`autocast_dtype`. Default None: on CUDA, bf16
+            where the GPU computes it natively (compute capability 8.0 and up: A100, L4, H100)
+            and fp16 with gradient scaling where it does not (T4, V100: bf16 would be emulated
+            and slower than fp32); fp32 on the CPU. ``False`` forces fp32; ``"bf16"`` or
+            ``"fp16"`` force one (fp16 always with a gradient scaler, saved in the checkpoint).
         channels_last: channels-last memory format. Default: on for CUDA.
         compile: wrap the model in ``torch.compile``. Default False.
         progress: show a tqdm progress bar with the running loss. Default True.
@@ -242,6 +319,12 @@ def fit(
 
     Returns:
         The :class:`History` of the run (the model is trained in place).
+
+    Raises:
+        ValueError: a bad argument (``lr`` not positive and finite, ``batch_size < 1``, ...),
+            masks with values that are not classes of the model, negative or non-finite loss
+            weights, or a checkpoint to resume that is already past ``steps``.
+        TrainingDiverged: the loss became NaN or infinite; the last checkpoint written is kept.
 
     Example:
         >>> from unet_course import UNet, SyntheticMembranes
@@ -252,15 +335,26 @@ def fit(
     from .budget import device as best_device
 
     device = torch.device(device) if device is not None else best_device()
-    amp = device.type == "cuda" if amp is None else amp
+    amp_dtype = autocast_dtype(device, amp)
     channels_last = device.type == "cuda" if channels_last is None else channels_last
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; the paper's recipe here uses 0.003")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}; the paper uses 0.99")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 tile per step, got {batch_size}")
+    if not (w0 >= 0 and math.isfinite(w0)) or not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"w0 must be finite and >= 0 and sigma finite and > 0, got w0={w0!r}, sigma={sigma!r}; "
+                         f"the paper uses w0=10, sigma=5")
+    scheduled_lr(lr, 0, steps, lr_schedule)  # an unknown schedule fails here, before any work
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from: fit(..., checkpoint='run.pt')")
 
     margin = int(getattr(model, "margin", 0))
     samples = _samples(train_data, weights, margin, w0, sigma)
+    _check_samples(samples, getattr(model, "num_classes", None))
     smallest = min(min(mask.shape) for _, mask, _ in samples)
     tile_size = tile_size or _default_tile(model, smallest)
     if hasattr(model, "valid_input_size") and model.valid_input_size(tile_size) != tile_size:
@@ -272,16 +366,26 @@ def fit(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    # fp16 gradients of small losses underflow; the scaler multiplies the loss and unscales before the step.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(seed)
     history, start = History(), 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=device)
+        if int(state["step"]) > steps:
+            raise ValueError(f"the checkpoint {checkpoint} is at step {state['step']}, past steps={steps}; steps is "
+                             f"the total, so pass steps >= {state['step']} to continue it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         history, start = History(**state["history"]), int(state["step"])
     else:
+        if resume:
+            warnings.warn(f"resume=True but there is no checkpoint at {checkpoint} yet: training starts at step 0",
+                          stacklevel=2)
         torch.manual_seed(seed)
     eval_every = eval_every or max(1, steps // 10)
     step_model = torch.compile(model) if compile else model
@@ -289,12 +393,15 @@ def fit(
     def save(step: int) -> None:
         if checkpoint is not None:
             save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
+                            scaler=scaler.state_dict(),
                             generator=generator.get_state(), torch_rng=torch.get_rng_state(),
                             history=asdict(history), tile_size=tile_size, lr=lr, momentum=momentum)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", disable=not progress)
     for step in bar:
         began = time.perf_counter()
+        for group in optimizer.param_groups:  # a function of the step alone, so resuming needs no extra state
+            group["lr"] = scheduled_lr(lr, step, steps, lr_schedule)
         model.train()
         images, masks, pixel_weights = _random_tiles(samples, batch_size, tile_size, generator)
         if augment is not None:
@@ -302,12 +409,16 @@ def fit(
         images, masks, pixel_weights = images.to(device), masks.to(device), pixel_weights.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = step_model(images)
         loss = weighted_cross_entropy(logits.float(), masks, pixel_weights, crop=True)
+        if not torch.isfinite(loss):  # stop before the update: the model and the last checkpoint stay as they were
+            raise TrainingDiverged(f"training diverged at step {step + 1} (loss {loss.item()}), so it stopped and "
+                                   f"kept the last checkpoint; lower lr (now {lr}) or check the data", step + 1)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
         history.step.append(step + 1)
         history.loss.append(float(loss.detach()))

@@ -191,6 +191,8 @@ def _class_weights(target: np.ndarray, class_weights: str | Sequence[float] | No
             f"class_weights must give one weight per class (at least {int(target.max(initial=0)) + 1}), "
             f"got {class_weights!r}"
         )
+    if not (np.isfinite(table) & (table >= 0)).all():
+        raise ValueError(f"class_weights must be finite and >= 0, got {class_weights!r}")
     return table[target]
 
 
@@ -258,10 +260,10 @@ def _border_term(cells: np.ndarray, w0: float, sigma: float) -> np.ndarray:
 
 
 def _check_border_args(w0: float, sigma: float) -> None:
-    if not w0 >= 0:
-        raise ValueError(f"w0 must be >= 0 (the paper uses 10), got {w0!r}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0 pixels (the paper uses about 5), got {sigma!r}")
+    if not (w0 >= 0 and math.isfinite(w0)):
+        raise ValueError(f"w0 must be finite and >= 0 (the paper uses 10), got {w0!r}")
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be finite and > 0 pixels (the paper uses about 5), got {sigma!r}")
 
 
 def border_weight_map(labels: Array, w0: float = 10.0, sigma: float = 5.0) -> Array:
