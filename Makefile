@@ -14,13 +14,15 @@ export UNET_COURSE_DATA
 # Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
-.PHONY: help install browser book test execute bench clean
+.PHONY: help install browser book test execute setup-cells bench weights clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
 	@echo "make test     run every check CI runs: unit tests, notebooks, benchmarks (smoke), book build"
 	@echo "make execute  re-execute all notebooks in place (UNET_COURSE_BUDGET=cpu by default)"
 	@echo "make bench    run the speed comparisons in benchmarks/ at full size"
+	@echo "make weights  retrain every published checkpoint (cpu budget, ~15 min) and print its SHA-256"
+	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +52,18 @@ execute: $(STAMP)
 	for nb in book/*.ipynb; do \
 	  env -u MPLBACKEND UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
 	done
+
+# Each chapter's first cell installs the library from the address in _config.yml, with the
+# extras the chapter imports; tests/test_notebooks_setup.py fails until this has been run.
+setup-cells: $(STAMP)
+	$(BIN)/python tests/setup_cells.py
+
+# Retrain the published checkpoints exactly as chapter 6 and `unet-course train --budget cpu` do,
+# pack each into weights/ and print the SHA-256 to record in unet_course/hub.py (then copy the
+# file into unet_course/weights/, which the release attaches).
+weights: $(STAMP)
+	$(BIN)/unet-course train --data isbi2012 --budget cpu --held-out 5 --seed 0 --out weights/isbi2012-cpu --overwrite
+	$(BIN)/python -m unet_course.publish pack weights/isbi2012-cpu weights/unet_isbi2012_cpu.pt
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python "$$script" || exit 1; done

@@ -19,3 +19,17 @@ def test_train_step_benchmark_smoke():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "UNet(base_channels=4) valid" in result.stdout and "wrote" not in result.stdout
+
+
+def test_cpu_budget_sweep_smoke(isbi_root):
+    """The script behind the cpu budget trains, calibrates on training slices and scores held-out ones."""
+    import json
+    import os
+
+    env = {**os.environ, "UNET_COURSE_DATA": str(isbi_root.parent)}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweep_cpu_budget.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["steps"] == 2 and 0 < row["threshold"] < 1
+    assert 0 <= row["best_pixel"] <= row["pixel_at_threshold"] <= 1 and 0 <= row["best_rand"] <= row["rand_at_threshold"]

@@ -45,9 +45,13 @@ def test_api_page_documents_the_library(html):
 
 
 def test_repository_url_in_one_place():
+    """Only _config.yml holds the address; elsewhere it appears inside the install line made from it."""
     listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
     tracked = subprocess.run(listing, cwd=ROOT, capture_output=True, text=True).stdout.split()
+    install_line = re.compile(r"unet-course(\[[a-z,]*\])? @ git\+" + re.escape(REPOSITORY) + "@")
     holders = [name for name in tracked
                if name != "tests/test_book.py" and (ROOT / name).is_file()
-               and REPOSITORY in (ROOT / name).read_text(errors="ignore")]
-    assert holders == ["_config.yml"]
+               and REPOSITORY in install_line.sub("", (ROOT / name).read_text(errors="ignore"))]
+    # The installed package cannot read _config.yml, so the registry of published weights keeps a
+    # copy of the address; tests/test_pretrained.py fails when the two differ.
+    assert sorted(holders) == ["_config.yml", "unet_course/hub.py"]

@@ -4,7 +4,7 @@ Each module holds one idea the course teaches; see the book's API page for the l
 Importing the package never touches the network.
 """
 
-from .budget import Budget, device, get_budget, seed_everything
+from .budget import Budget, describe_runtime, device, get_budget, seed_everything, training_run
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
 from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
@@ -34,15 +34,22 @@ from .metrics import (
     warping_error,
 )
 from .train import History, fit
+from .hub import pretrained, pretrained_config
+from .calibrate import choose_threshold
 
 __version__ = "0.1.0"
 
 __all__ = [
     "History",
     "fit",
+    "pretrained",
+    "pretrained_config",
+    "choose_threshold",
     "Budget",
     "device",
+    "describe_runtime",
     "get_budget",
+    "training_run",
     "seed_everything",
     "ISBI2012",
     "ImageMaskFolder",

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["Budget", "BUDGET_NAMES", "get_budget", "device", "seed_everything"]
+__all__ = ["Budget", "BUDGET_NAMES", "TRAINING_RUNS", "get_budget", "training_run", "device", "describe_runtime",
+           "seed_everything"]
 
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 ENV_VAR = "UNET_COURSE_BUDGET"
@@ -86,6 +89,32 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def describe_runtime(budget: Budget | None = None) -> str:
+    """One line saying what this notebook runs on: torch version, device and budget.
+
+    A training chapter prints it first. On Colab without a GPU it also warns, with the
+    menu path that asks for one: the chapter still runs, under the smaller cpu budget.
+
+    Args:
+        budget: the budget in force; default :func:`get_budget`.
+
+    Example:
+        >>> describe_runtime(Budget("smoke", "set by hand"))  # doctest: +ELLIPSIS
+        'torch ... · device ... · budget: smoke (set by hand)'
+    """
+    budget = budget or get_budget()
+    chosen = device()
+    where = f"cuda ({torch.cuda.get_device_name(chosen)})" if chosen.type == "cuda" else chosen.type
+    if chosen.type != "cuda" and "google.colab" in sys.modules:
+        warnings.warn(
+            "Colab gave this runtime no GPU, so training runs on the CPU under a smaller budget. "
+            "For the full run: Runtime → Change runtime type → T4 GPU, then run the notebook again.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return f"torch {torch.__version__} · device {where} · {budget}"
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch so that CPU runs repeat exactly.
 
@@ -96,3 +125,26 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+# The ISBI 2012 training run of chapter 6 and `unet-course train`, per budget. The cpu run
+# spends about 15 minutes on two laptop cores; its settings were chosen on held-out slices
+# by `benchmarks/sweep_cpu_budget.py` (results/cpu_budget_sweep.md). The gpu run is the
+# paper's network and tile.
+TRAINING_RUNS: dict[str, dict] = {
+    "smoke": {"width": 8, "depth": 4, "tile": 252, "steps": 200, "lr": 0.003, "lr_schedule": "constant",
+              "weights": "balanced"},
+    "cpu": {"width": 16, "depth": 4, "tile": 316, "steps": 5000, "lr": 0.003, "lr_schedule": "cosine",
+            "weights": "balanced"},
+    "gpu": {"width": 64, "depth": 4, "tile": 572, "steps": 6000, "lr": 0.003, "lr_schedule": "constant",
+            "weights": "balanced"},
+}
+
+
+def training_run(budget: Budget | None = None) -> dict:
+    """The sizes and schedule of the ISBI 2012 run under ``budget`` (default :func:`get_budget`).
+
+    Keys: ``width`` (base channels), ``depth``, ``tile``, ``steps``, ``lr``, ``lr_schedule``,
+    ``weights``. Chapter 6 trains with them; ``unet-course train`` takes them as defaults.
+    """
+    return dict(TRAINING_RUNS[(budget or get_budget()).name])

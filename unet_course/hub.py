@@ -1,0 +1,156 @@
+"""Trained U-Nets anyone can load: a registry of published checkpoints, verified and cached.
+
+    model = unet_course.pretrained("isbi2012-cpu")        # shipped with the package: works offline
+    python -m unet_course.publish pack runs/isbi weights/unet_isbi2012_cpu.pt   # what `make weights` runs
+    python -m unet_course.publish verify weights/      # before a release attaches them
+
+A published checkpoint is one file: the model's description (``model.json`` of its run, with the
+threshold chosen on its training images) and its weights in fp16, loaded with
+``weights_only=True``. Small ones ship inside the package; the others are release assets of the
+repository, fetched once (atomically, SHA-256 checked) into a cache. Chapter 7 uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .data.download import DownloadError, atomic_file, download_file, sha256_of
+from .models.unet import UNet
+
+__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify"]
+
+# The repository of `_config.yml` (a test keeps the two equal); release assets live under it.
+REPOSITORY_URL = "https://github.com/unet-course/unet-course"
+URL_VAR = "UNET_COURSE_WEIGHTS_URL"  # a mirror of the release assets, e.g. file:///srv/weights
+CACHE_VAR = "UNET_COURSE_CACHE"
+
+PRETRAINED: dict[str, dict] = {
+    "isbi2012-cpu": {
+        "file": "unet_isbi2012_cpu.pt",
+        "sha256": "10ed64af5a0a2171f86e4477f4c30c6adc9f3e87f43020d88f9e917144638b59",
+        "shipped": True,
+        "description": "UNet(base_channels=16), ISBI 2012 slices 0–24, the cpu budget of chapter 6",
+    },
+}
+
+
+def weights_url(name: str) -> str:
+    """Where ``name`` is published: ``$UNET_COURSE_WEIGHTS_URL/<file>``, else this version's release asset."""
+    from . import __version__  # the package's version names its release
+
+    base = os.environ.get(URL_VAR, f"{REPOSITORY_URL}/releases/download/v{__version__}")
+    return f"{base.rstrip('/')}/{_entry(name)['file']}"
+
+
+def _entry(name: str) -> dict:
+    if name not in PRETRAINED:
+        raise ValueError(f"no pretrained model {name!r}; available: {', '.join(sorted(PRETRAINED))}")
+    return PRETRAINED[name]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_VAR, Path.home() / ".cache" / "unet_course"))
+
+
+def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dict:
+    """The checkpoint dictionary of ``name``, from the package, the cache or the release assets."""
+    entry = _entry(name)
+    if entry.get("shipped"):
+        data = resources.files(__package__).joinpath("weights", entry["file"]).read_bytes()
+        if _sha256(data) != entry["sha256"]:
+            raise RuntimeError(f"the shipped checkpoint {entry['file']} does not match its SHA-256; reinstall "
+                               f"unet-course (pip install --force-reinstall unet-course)")
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    path = Path(cache_dir or _cache_dir()) / entry["file"]
+    if not (path.exists() and sha256_of(path) == entry["sha256"]):
+        if not download:
+            raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
+                                    f"{weights_url(name)} there")
+        try:
+            download_file(weights_url(name), path, entry["sha256"])
+        except DownloadError as error:
+            raise DownloadError(f"{error} Offline, download {entry['file']} elsewhere and copy it to {path}, "
+                                f"or use the shipped 'isbi2012-cpu'.") from None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pretrained_config(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | None = None,
+                      download: bool = True) -> dict:
+    """The ``model.json`` of a published checkpoint: its shape, training tile, threshold and held-out figures."""
+    return dict(_read(name, cache_dir, download)["config"])
+
+
+def pretrained(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | None = None,
+               download: bool = True) -> UNet:
+    """A trained :class:`UNet`, ready in eval mode (fp32, on the CPU).
+
+    Args:
+        name: a key of :data:`PRETRAINED`. Default ``"isbi2012-cpu"``, shipped with the package.
+        cache_dir: where downloaded checkpoints are kept. Default ``$UNET_COURSE_CACHE`` or
+            ``~/.cache/unet_course``.
+        download: fetch a missing checkpoint from the release assets. Default True.
+
+    Raises:
+        ValueError: unknown ``name``. DownloadError: offline and not cached (the message says
+        where to put the file). ChecksumError: the download was corrupted; nothing is kept.
+
+    Example:
+        >>> model = pretrained("isbi2012-cpu")
+        >>> model(torch.zeros(1, 1, 316, 316)).shape
+        torch.Size([1, 2, 132, 132])
+
+    The threshold to cut its probabilities at is ``pretrained_config(name)["threshold"]``.
+    Chapter 7 evaluates it.
+    """
+    state = _read(name, cache_dir, download)
+    config = state["config"]
+    model = UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
+                 base_channels=config["base_channels"], depth=config["depth"], padding=config.get("padding", "valid"))
+    model.load_state_dict({key: value.float() for key, value in state["model"].items()})
+    return model.eval()
+
+
+def _run_files(run: Path) -> tuple[Path, Path]:
+    """(checkpoint, model description) of a training folder, or of a ``.pt`` file with its ``.json`` beside it."""
+    return (run / "checkpoint.pt", run / "model.json") if run.is_dir() else (run, run.with_suffix(".json"))
+
+
+def pack_run(run: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Turn a training run into one fp16 published checkpoint.
+
+    ``run`` is the ``--out`` folder of ``unet-course train`` (``checkpoint.pt`` + ``model.json``)
+    or a checkpoint file with its ``.json`` beside it, as chapter 6 writes.
+
+    Writes ``out`` atomically and returns its SHA-256 (to record in :data:`PRETRAINED`).
+    """
+    checkpoint, config_path = _run_files(Path(run))
+    config = json.loads(config_path.read_text())
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = {key: value.half() for key, value in state["model"].items()}
+    with atomic_file(out) as (file, _):
+        torch.save({"format": 1, "config": config, "model": weights}, file)
+    return sha256_of(out)
+
+
+def verify(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[str]:
+    """Problems with the registry's files in ``folder`` (an empty list when all match their SHA-256)."""
+    problems = []
+    for name in names or sorted(PRETRAINED):
+        path = Path(folder) / PRETRAINED[name]["file"]
+        if not path.is_file():
+            problems.append(f"{name}: {path} is missing")
+        elif (found := sha256_of(path)) != PRETRAINED[name]["sha256"]:
+            problems.append(f"{name}: {path} has SHA-256 {found}, the registry says {PRETRAINED[name]['sha256']}")
+    return problems
