@@ -54,3 +54,24 @@ def test_seed_everything_repeats():
     second = seed_everything(3)
     b = (torch.rand(4), np.random.rand(2), torch.rand(2, generator=second))
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
+
+
+def test_describe_runtime_says_device_torch_and_budget(monkeypatch):
+    import sys
+    import types
+    import warnings
+
+    from unet_course import describe_runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla T4")
+    line = describe_runtime(Budget("gpu", "test"))
+    assert line == f"torch {torch.__version__} · device cuda (Tesla T4) · budget: gpu (test)"
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # off Colab, no GPU is no surprise: no warning
+        assert "budget: cpu" in describe_runtime(Budget("cpu"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.warns(RuntimeWarning, match="Change runtime type"):
+        describe_runtime(Budget("cpu"))

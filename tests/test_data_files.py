@@ -51,13 +51,37 @@ def test_isbi_missing_file_says_how_to_fix(isbi_root, tmp_path):
 
 def test_isbi_download_from_a_mirror(isbi_root, tmp_path, monkeypatch):
     """download=True fetches every file through the checksummed path (here from a local mirror)."""
+    monkeypatch.delenv("UNET_COURSE_DATA_MIRROR", raising=False)
     monkeypatch.setattr(isbi_module, "ISBI2012_URL", isbi_root.as_uri() + "/{path}")
     data = ISBI2012(tmp_path / "fresh", download=True, indices=[0, 1])
     assert len(data) == 2
     assert sha256_of(tmp_path / "fresh" / "image" / "1.png") == sha256_of(isbi_root / "image" / "1.png")
 
 
+def test_isbi_download_fetches_every_missing_slice(isbi_root, tmp_path, monkeypatch):
+    """A folder holding some slices is completed, whichever indices the first load keeps."""
+    monkeypatch.setenv("UNET_COURSE_DATA_MIRROR", isbi_root.parent.as_uri())
+    partial = tmp_path / "isbi2012"
+    shutil.copytree(isbi_root, partial)
+    for i in range(20, 30):
+        (partial / "image" / f"{i}.png").unlink()
+    (partial / "label" / "3.png").write_bytes(b"truncated")
+    train = ISBI2012(partial, download=True, indices=range(25))
+    held_out = ISBI2012(partial, indices=range(25, 30))  # no download: the first load fetched these too
+    assert len(train) == 25 and len(held_out) == 5
+    assert sha256_of(partial / "label" / "3.png") == sha256_of(isbi_root / "label" / "3.png")
+
+
+def test_isbi_mirror_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("UNET_COURSE_DATA_MIRROR", raising=False)
+    assert isbi_module.isbi2012_url("image/4.png") == isbi_module.ISBI2012_URL.format(path="image/4.png")
+    assert isbi_module.isbi2012_url("image/4.png").startswith("https://raw.githubusercontent.com/")
+    monkeypatch.setenv("UNET_COURSE_DATA_MIRROR", "file:///srv/data/")
+    assert isbi_module.isbi2012_url("label/4.png") == "file:///srv/data/isbi2012/label/4.png"
+
+
 def test_isbi_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNET_COURSE_DATA_MIRROR", raising=False)
     monkeypatch.setattr(isbi_module, "ISBI2012_URL", "http://127.0.0.1:9/{path}")
     with pytest.raises(DownloadError, match="Could not download"):
         ISBI2012(tmp_path / "isbi", download=True, indices=[0])

@@ -4,7 +4,8 @@ Serial-section TEM of the Drosophila first instar larva ventral nerve cord (Card
 al., 2010): 30 slices of 512×512 pixels with binary labels (cell interior vs membrane).
 The files are fetched from a pinned commit of a public repository, each verified
 against the SHA-256 below; the challenge's test labels were never released, so the
-course evaluates on held-out training slices.
+course evaluates on held-out training slices. ``$UNET_COURSE_DATA_MIRROR`` names another
+base address holding ``isbi2012/image/0.png …`` (e.g. ``file:///srv/data`` for a local copy).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 
 from .download import ChecksumError, download_file, sha256_of
 
-__all__ = ["ISBI2012", "ISBI2012_URL", "ISBI2012_SHA256"]
+__all__ = ["ISBI2012", "ISBI2012_URL", "ISBI2012_SHA256", "MIRROR_ENV_VAR", "isbi2012_url"]
 
 ISBI2012_URL = (
     "https://raw.githubusercontent.com/zhixuhao/unet/"
@@ -89,6 +90,17 @@ ISBI2012_SHA256 = {
 }
 
 NUM_SLICES = 30
+MIRROR_ENV_VAR = "UNET_COURSE_DATA_MIRROR"
+
+
+def isbi2012_url(path: str) -> str:
+    """Where ``path`` (e.g. ``"image/0.png"``) is fetched from: the pinned address, or the mirror.
+
+    With ``$UNET_COURSE_DATA_MIRROR`` set to a base address, the file is fetched from
+    ``<base>/isbi2012/<path>`` instead; the SHA-256 checked is the same either way.
+    """
+    mirror = os.environ.get(MIRROR_ENV_VAR, "").strip()
+    return f"{mirror.rstrip('/')}/isbi2012/{path}" if mirror else ISBI2012_URL.format(path=path)
 
 
 class ISBI2012(torch.utils.data.Dataset):
@@ -98,7 +110,9 @@ class ISBI2012(torch.utils.data.Dataset):
 
     Args:
         root: folder holding ``image/0.png … image/29.png`` and ``label/0.png … label/29.png``.
-        download: fetch missing files from the pinned public addresses first. Default False.
+        download: first fetch every file of the data set that is missing or corrupted (all 30
+            slices, whichever ``indices`` are kept), from the pinned public addresses. Files
+            already there are only verified. Default False.
         indices: which slices to keep, e.g. ``range(25)`` for training and
             ``range(25, 30)`` for a held-out set. Default all 30.
         verify: check every file's SHA-256 before loading. Default True.
@@ -127,12 +141,13 @@ class ISBI2012(torch.utils.data.Dataset):
         bad = [i for i in self.indices if not 0 <= i < NUM_SLICES]
         if bad:
             raise ValueError(f"ISBI 2012 has slices 0..{NUM_SLICES - 1}; got indices {bad}")
+        if download:  # the whole data set, so that a later load of other slices finds them too
+            for path, sha256 in ISBI2012_SHA256.items():
+                download_file(isbi2012_url(path), self.root / path, sha256)
         paths = [f"{kind}/{i}.png" for i in self.indices for kind in ("image", "label")]
-        for path in paths:
+        for path in [] if download else paths:  # downloaded files were verified as they came
             target = self.root / path
-            if download:
-                download_file(ISBI2012_URL.format(path=path), target, ISBI2012_SHA256[path])
-            elif not target.exists():
+            if not target.exists():
                 raise FileNotFoundError(
                     f"ISBI 2012 file {target} is missing. Pass download=True to fetch the data set, "
                     f"or point root at a folder holding image/0.png … label/29.png."
