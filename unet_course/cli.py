@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .budget import TRAINING_RUNS  # the run of each budget; chapter 6 trains with the same settings
+from .hub import model_from_config
 
 __all__ = ["main", "build_parser", "model_from_config"]
 
@@ -115,15 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
-
-
-def model_from_config(config: dict) -> torch.nn.Module:
-    """Rebuild the U-Net described by a ``model.json`` (keys of :class:`UNet` plus ``tile``)."""
-    from .models.unet import UNet
-
-    return UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
-                base_channels=config["base_channels"], depth=config["depth"],
-                padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
 
 
 def _check_device(name: str | None) -> torch.device | None:

@@ -12,6 +12,7 @@ repository, fetched once (atomically, SHA-256 checked) into a cache. Chapter 7 u
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -25,7 +26,8 @@ import torch
 from .data.download import DownloadError, atomic_file, download_file, sha256_of
 from .models.unet import UNet
 
-__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify"]
+__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify",
+           "model_from_config"]
 
 # The repository of `_config.yml` (a test keeps the two equal); release assets live under it.
 REPOSITORY_URL = "https://github.com/unet-course/unet-course"
@@ -60,30 +62,39 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_VAR, Path.home() / ".cache" / "unet_course"))
 
 
+@functools.lru_cache(maxsize=None)
+def _shipped(file: str, sha256: str) -> dict:
+    """A checkpoint inside the package, read and verified once per process (the package does not change)."""
+    data = resources.files(__package__).joinpath("weights", file).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"the shipped checkpoint {file} does not match its SHA-256; reinstall "
+                           f"unet-course (pip install --force-reinstall unet-course)")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dict:
     """The checkpoint dictionary of ``name``, from the package, the cache or the release assets."""
     entry = _entry(name)
     if entry.get("shipped"):
-        data = resources.files(__package__).joinpath("weights", entry["file"]).read_bytes()
-        if _sha256(data) != entry["sha256"]:
-            raise RuntimeError(f"the shipped checkpoint {entry['file']} does not match its SHA-256; reinstall "
-                               f"unet-course (pip install --force-reinstall unet-course)")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return _shipped(entry["file"], entry["sha256"])
     path = Path(cache_dir or _cache_dir()) / entry["file"]
-    if not (path.exists() and sha256_of(path) == entry["sha256"]):
-        if not download:
-            raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
-                                    f"{weights_url(name)} there")
-        try:
+    if download:
+        try:  # returns at once when the cached file is there and verified
             download_file(weights_url(name), path, entry["sha256"])
         except DownloadError as error:
             raise DownloadError(f"{error} Offline, download {entry['file']} elsewhere and copy it to {path}, "
                                 f"or use the shipped 'isbi2012-cpu'.") from None
+    elif not (path.exists() and sha256_of(path) == entry["sha256"]):
+        raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
+                                f"{weights_url(name)} there")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def model_from_config(config: dict) -> UNet:
+    """Rebuild the U-Net described by a ``model.json`` (keys of :class:`UNet` plus ``tile``, ``threshold``)."""
+    return UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
+                base_channels=config["base_channels"], depth=config["depth"],
+                padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
 
 
 def pretrained_config(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | None = None,
@@ -115,9 +126,7 @@ def pretrained(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | Non
     Chapter 7 evaluates it.
     """
     state = _read(name, cache_dir, download)
-    config = state["config"]
-    model = UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
-                 base_channels=config["base_channels"], depth=config["depth"], padding=config.get("padding", "valid"))
+    model = model_from_config(state["config"])
     model.load_state_dict({key: value.float() for key, value in state["model"].items()})
     return model.eval()
 
