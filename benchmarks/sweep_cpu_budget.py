@@ -1,7 +1,7 @@
 """Choose the cpu budget of chapter 6 by measurement: train, calibrate, score held-out ISBI slices.
 
-    UNET_COURSE_DATA=... python benchmarks/sweep_cpu_budget.py --width 16 --tile 316 --steps 3000 \
-        --lr 0.003 --lr-schedule cosine --weights balanced --threads 1
+    UNET_COURSE_DATA=... python benchmarks/sweep_cpu_budget.py --base-channels 16 --tile-size 316 --steps 3000 \
+        --lr 0.003 --lr-schedule cosine --loss-weights balanced --threads 1
 
 Each run trains on ISBI 2012 slices 0–24 (as chapter 6), picks the threshold on the training
 slices (``choose_threshold``), then scores the held-out slices 25–29 at that threshold and at the
@@ -26,12 +26,12 @@ from unet_course.data import data_root
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--tile", type=int, default=316)
+    parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--tile-size", type=int, default=316)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--lr-schedule", default="constant")
-    parser.add_argument("--weights", default="balanced")
+    parser.add_argument("--loss-weights", default="balanced")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="2 steps of a tiny model on 3 slices, prints only (CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.width, args.tile, args.steps, args.out = 4, 188, 2, None
+        args.base_channels, args.tile_size, args.steps, args.out = 4, 188, 2, None
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -48,10 +48,10 @@ def main() -> None:
     train_slices, held_out_slices = ([0, 1], [29]) if args.smoke else (range(25), range(25, 30))
     train, held_out = ISBI2012(root, indices=train_slices), ISBI2012(root, indices=held_out_slices)
     torch.manual_seed(args.seed)
-    model = UNet(base_channels=args.width)
+    model = UNet(base_channels=args.base_channels)
     began = time.perf_counter()
-    history = fit(model, train, steps=args.steps, tile_size=args.tile, lr=args.lr, lr_schedule=args.lr_schedule,
-                  weights=None if args.weights == "none" else args.weights, batch_size=args.batch_size,
+    history = fit(model, train, steps=args.steps, tile_size=args.tile_size, lr=args.lr, lr_schedule=args.lr_schedule,
+                  loss_weights=None if args.loss_weights == "none" else args.loss_weights, batch_size=args.batch_size,
                   seed=args.seed, device="cpu", progress=False)
     minutes = (time.perf_counter() - began) / 60
     threshold = choose_threshold(model, train)

@@ -33,7 +33,7 @@ def _batch(n: int = 2, height: int = 40, width: int = 56, seed: int = 0):
 
 def test_random_displacement_has_the_requested_statistics():
     generator = torch.Generator().manual_seed(0)
-    coarse = random_displacement(5000, grid=3, sigma=10.0, generator=generator)
+    coarse = random_displacement(5000, grid=3, elastic_sigma=10.0, generator=generator)
     assert coarse.shape == (5000, 2, 3, 3)
     assert abs(coarse.std().item() - 10.0) < 0.15  # 90 000 draws: the std is known to about 0.5 %
     assert abs(coarse.mean().item()) < 0.15
@@ -41,8 +41,8 @@ def test_random_displacement_has_the_requested_statistics():
     per_node = coarse.std(dim=0)
     assert torch.all((per_node - 10.0).abs() < 0.6), per_node
     assert abs(torch.corrcoef(coarse[:, :, 1, 1].T)[0, 1].item()) < 0.05
-    assert random_displacement(3, grid=5, sigma=2.0).shape == (3, 2, 5, 5)
-    assert random_displacement(7, sigma=0.0).abs().max() == 0
+    assert random_displacement(3, grid=5, elastic_sigma=2.0).shape == (3, 2, 5, 5)
+    assert random_displacement(7, elastic_sigma=0.0).abs().max() == 0
 
 
 def test_random_displacement_repeats_with_a_seeded_generator():
@@ -73,16 +73,16 @@ def test_field_passes_through_the_nodes_at_corners_and_centre():
 
 def test_sigma_zero_is_the_identity():
     images, masks, weights = _batch()
-    out = elastic_deform(images, masks, weights, sigma=0.0)
+    out = elastic_deform(images, masks, weights, elastic_sigma=0.0)
     assert isinstance(out, Deformed)
     assert torch.allclose(out.images, images, atol=1e-5)
     assert torch.equal(out.masks, masks)
-    assert torch.allclose(out.weights, weights, atol=1e-4)
-    bicubic = elastic_deform(images, sigma=0.0, interpolation="bicubic")
+    assert torch.allclose(out.weight_maps, weights, atol=1e-4)
+    bicubic = elastic_deform(images, elastic_sigma=0.0, interpolation="bicubic")
     assert torch.allclose(bicubic.images, images, atol=1e-5)
-    assert bicubic.masks is None and bicubic.weights is None
+    assert bicubic.masks is None and bicubic.weight_maps is None
     large = torch.rand(1, 1, 512, 512)
-    assert torch.allclose(elastic_deform(large, sigma=0.0).images, large, atol=1e-4)  # float32 positions
+    assert torch.allclose(elastic_deform(large, elastic_sigma=0.0).images, large, atol=1e-4)  # float32 positions
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
@@ -94,7 +94,7 @@ def test_constant_displacement_shifts_and_mirrors(interpolation):
     out = elastic_deform(images, masks, weights, displacement=displacement, interpolation=interpolation)
     assert torch.allclose(out.images[..., :-3, 2:], images[..., 3:, :-2], atol=1e-5)
     assert torch.equal(out.masks[..., :-3, 2:], masks[..., 3:, :-2])
-    assert torch.allclose(out.weights[..., :-3, 2:], weights[..., 3:, :-2], atol=1e-4)
+    assert torch.allclose(out.weight_maps[..., :-3, 2:], weights[..., 3:, :-2], atol=1e-4)
     # past the bottom border row 19 + 3 reads row 16; left of column 0, column -2 reads column 2
     assert torch.allclose(out.images[0, 0, -1, 2:], images[0, 0, -4, :-2], atol=1e-5)
     assert torch.equal(out.masks[0, :-3, 0], masks[0, 3:, 2])
@@ -103,7 +103,7 @@ def test_constant_displacement_shifts_and_mirrors(interpolation):
 def test_warp_agrees_with_scipy_map_coordinates():
     """An independent implementation: scipy resampling at (y + dy, x + dx), mirrored borders."""
     images, masks, weights = _batch(n=1, height=24, width=40)
-    displacement = random_displacement(1, sigma=15.0, generator=torch.Generator().manual_seed(1))
+    displacement = random_displacement(1, elastic_sigma=15.0, generator=torch.Generator().manual_seed(1))
     out = elastic_deform(images, masks, weights, displacement=displacement)
     field = displacement_field(displacement.double(), (24, 40))[0].numpy()
     coords = np.indices((24, 40)) + field
@@ -113,7 +113,7 @@ def test_warp_agrees_with_scipy_map_coordinates():
     weight = ndimage.map_coordinates(weights[0].double().numpy(), coords, order=1, mode="mirror")
     mask = ndimage.map_coordinates(masks[0].numpy(), coords, order=0, mode="mirror")
     assert np.allclose(out.images[0, 0].numpy(), image, atol=1e-4)
-    assert np.allclose(out.weights[0].numpy(), weight, atol=1e-3)
+    assert np.allclose(out.weight_maps[0].numpy(), weight, atol=1e-3)
     assert (out.masks[0].numpy() == mask).mean() > 0.99  # only exact half-pixel ties may round apart
 
 
@@ -143,7 +143,7 @@ def test_property_masks_keep_their_labels_and_images_their_range(height, width, 
     generator = torch.Generator().manual_seed(seed)
     masks = torch.randint(0, num_labels, (2, height, width), generator=generator) * 11
     images = torch.rand(2, 1, height, width, generator=generator)
-    out = elastic_deform(images, masks, grid=grid, sigma=sigma, generator=generator)
+    out = elastic_deform(images, masks, grid=grid, elastic_sigma=sigma, generator=generator)
     assert set(out.masks.unique().tolist()) <= set(masks.unique().tolist())
     assert out.images.min() >= images.min() - 1e-6 and out.images.max() <= images.max() + 1e-6  # bilinear
 
@@ -164,7 +164,7 @@ def test_deformed_mask_is_the_mask_of_the_deformed_shapes():
     yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
     masks, _ = discs(yy, xx)
     images = (masks > 0).float()[None, None]
-    displacement = random_displacement(1, sigma=10.0, generator=torch.Generator().manual_seed(7))
+    displacement = random_displacement(1, elastic_sigma=10.0, generator=torch.Generator().manual_seed(7))
     out = elastic_deform(images, masks[None], displacement=displacement)
 
     field = displacement_field(displacement, (size, size))[0]
@@ -186,7 +186,7 @@ def test_batched_equals_single_and_a_shared_grid_broadcasts():
         )
         assert torch.allclose(single.images, batched.images[i : i + 1], atol=1e-6)
         assert torch.equal(single.masks, batched.masks[i : i + 1])
-        assert torch.allclose(single.weights, batched.weights[i : i + 1], atol=1e-5)
+        assert torch.allclose(single.weight_maps, batched.weight_maps[i : i + 1], atol=1e-5)
     shared = elastic_deform(images, masks, displacement=displacement[:1])
     assert torch.allclose(
         shared.images, elastic_deform(images, masks, displacement=displacement[:1].expand(3, -1, -1, -1)).images
@@ -209,7 +209,7 @@ def test_explicit_displacement_gives_the_same_result_on_gpu():
     gpu = elastic_deform(images.cuda(), masks.cuda(), weights.cuda(), displacement=displacement.cuda())
     assert torch.allclose(gpu.images.cpu(), cpu.images, atol=1e-4)
     assert (gpu.masks.cpu() == cpu.masks).float().mean() > 0.999
-    assert torch.allclose(gpu.weights.cpu(), cpu.weights, atol=1e-3)
+    assert torch.allclose(gpu.weight_maps.cpu(), cpu.weight_maps, atol=1e-3)
 
 
 def test_user_mistakes_raise_helpful_errors():
@@ -222,14 +222,14 @@ def test_user_mistakes_raise_helpful_errors():
         elastic_deform(images, masks[:, None])
     with pytest.raises(ValueError, match="integer label masks"):
         elastic_deform(images, masks.float())
-    with pytest.raises(ValueError, match="weights of shape"):
-        elastic_deform(images, weights=weights[:1])
+    with pytest.raises(ValueError, match="weight_maps of shape"):
+        elastic_deform(images, weight_maps=weights[:1])
     with pytest.raises(ValueError, match="displacement of shape"):
         elastic_deform(images, displacement=torch.zeros(2, 3, 3))
     with pytest.raises(ValueError, match="at least 2 nodes"):
         random_displacement(1, grid=1)
     with pytest.raises(ValueError, match="negative"):
-        ElasticDeformation(sigma=-1.0)
+        ElasticDeformation(elastic_sigma=-1.0)
     with pytest.raises(ValueError, match="interpolation"):
         elastic_deform(images, interpolation="nearest")
 
@@ -241,9 +241,9 @@ def test_transform_matches_the_function_and_warps_masks_with_nearest():
     images, masks, _ = _batch(n=1)
     image, mask = tv_tensors.Image(images[0]), tv_tensors.Mask(masks[0] * 5)
     torch.manual_seed(0)
-    out_image, out_mask = ElasticDeformation(sigma=10.0)(image, mask)
+    out_image, out_mask = ElasticDeformation(elastic_sigma=10.0)(image, mask)
     torch.manual_seed(0)
-    reference = elastic_deform(images, masks * 5, displacement=random_displacement(1, sigma=10.0))
+    reference = elastic_deform(images, masks * 5, displacement=random_displacement(1, elastic_sigma=10.0))
     assert type(out_image) is tv_tensors.Image and type(out_mask) is tv_tensors.Mask
     assert torch.allclose(out_image.as_subclass(torch.Tensor), reference.images[0], atol=1e-6)
     assert torch.equal(out_mask.as_subclass(torch.Tensor), reference.masks[0])
@@ -255,7 +255,7 @@ def test_transform_drops_into_a_v2_pipeline():
     image = tv_tensors.Image(torch.randint(0, 256, (1, 32, 48), dtype=torch.uint8, generator=generator))
     mask = tv_tensors.Mask(torch.randint(0, 2, (32, 48), generator=generator))
     pipeline = v2.Compose(
-        [v2.RandomHorizontalFlip(), ElasticDeformation(grid=3, sigma=5.0), v2.ToDtype(torch.float32, scale=True)]
+        [v2.RandomHorizontalFlip(), ElasticDeformation(grid=3, elastic_sigma=5.0), v2.ToDtype(torch.float32, scale=True)]
     )
     out_image, out_mask = pipeline(image, mask)
     assert (
@@ -264,7 +264,7 @@ def test_transform_drops_into_a_v2_pipeline():
         and 0 <= out_image.min() <= out_image.max() <= 1
     )
     assert out_mask.shape == (32, 48) and set(out_mask.unique().tolist()) <= {0, 1}
-    identity_image, identity_mask = ElasticDeformation(sigma=0.0)(image, mask)
+    identity_image, identity_mask = ElasticDeformation(elastic_sigma=0.0)(image, mask)
     assert torch.equal(identity_image, image) and torch.equal(identity_mask, mask)  # uint8 rounds back exactly
 
 

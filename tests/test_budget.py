@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_course import Budget, device, get_budget, seed_everything
+from unet_course import Budget, best_device, get_budget, seed_everything
 
 
 def test_env_var_overrides(monkeypatch):
@@ -43,9 +43,9 @@ def test_pick_and_str():
 
 def test_device_prefers_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert device().type in ("cpu", "mps")
+    assert best_device().type in ("cpu", "mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert device().type == "cuda"
+    assert best_device().type == "cuda"
 
 
 def test_seed_everything_repeats():

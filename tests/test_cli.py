@@ -14,7 +14,7 @@ from PIL import Image
 from unet_course.cli import build_parser, main
 from unet_course.train import load_checkpoint
 
-TINY = ["--data", "synthetic-membranes", "--width", "4", "--depth", "2", "--tile", "60", "--images", "2",
+TINY = ["--data", "synthetic-membranes", "--base-channels", "4", "--depth", "2", "--tile-size", "60", "--images", "2",
         "--image-size", "64", "--held-out", "1", "--quiet"]
 
 
@@ -51,9 +51,9 @@ def test_help_lists_every_option(capsys):
         assert options and all(option in shown for option in options)
         helps = [action.help for action in subcommands[name]._actions]
         assert all(helps), f"{name}: every option and argument explains itself"
-    assert {"--data", "--data-root", "--steps", "--width", "--depth", "--tile", "--lr", "--out", "--resume",
+    assert {"--data", "--data-root", "--steps", "--base-channels", "--depth", "--tile-size", "--lr", "--out", "--resume",
             "--budget", "--seed"} <= _options(subcommands["train"])
-    assert {"--tta", "--tile"} <= _options(subcommands["predict"])
+    assert {"--tta", "--tile-size"} <= _options(subcommands["predict"])
 
 
 def test_installed_console_script_shows_help():
@@ -69,7 +69,7 @@ def test_train_writes_checkpoint_history_and_config(trained):
     history = json.loads((trained / "history.json").read_text())
     assert history["step"] == [1, 2, 3] and len(history["loss"]) == 3 and history["val_step"][-1] == 3
     config = json.loads((trained / "model.json").read_text())
-    assert (config["base_channels"], config["depth"], config["tile"]) == (4, 2, 60)
+    assert (config["base_channels"], config["depth"], config["tile_size"]) == (4, 2, 60)
     assert 0 < config["threshold"] < 1  # chosen on the training images after training
     assert load_checkpoint(trained / "checkpoint.pt")["step"] == 3
 
@@ -82,13 +82,13 @@ def test_train_takes_the_budgets_schedule_unless_told(tmp_path):
     assert main(["train", *TINY, "--steps", "2", "--budget", "cpu", "--out", str(out)]) == 0
     config = json.loads((out / "model.json").read_text())
     cpu = TRAINING_RUNS["cpu"]
-    assert (config["lr"], config["lr_schedule"], config["weights"]) == (cpu["lr"], cpu["lr_schedule"], cpu["weights"])
+    assert (config["lr"], config["lr_schedule"], config["loss_weights"]) == (cpu["lr"], cpu["lr_schedule"], cpu["loss_weights"])
     last_lr = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
     assert last_lr < cpu["lr"] if cpu["lr_schedule"] == "cosine" else last_lr == cpu["lr"]
     assert main(["train", *TINY, "--steps", "2", "--budget", "cpu", "--lr", "0.001", "--lr-schedule", "constant",
-                 "--weights", "none", "--out", str(out), "--overwrite"]) == 0
+                 "--loss-weights", "none", "--out", str(out), "--overwrite"]) == 0
     config = json.loads((out / "model.json").read_text())
-    assert (config["lr"], config["lr_schedule"], config["weights"]) == (0.001, "constant", "none")
+    assert (config["lr"], config["lr_schedule"], config["loss_weights"]) == (0.001, "constant", None)
 
 
 def test_resume_continues_to_the_total(trained, tmp_path):
@@ -99,7 +99,7 @@ def test_resume_continues_to_the_total(trained, tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert history["step"] == [1, 2, 3, 4, 5] and history["loss"][:3] == first
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
-    assert main(["train", *TINY, "--steps", "6", "--out", str(out), "--resume", "--width", "8"]) == 2
+    assert main(["train", *TINY, "--steps", "6", "--out", str(out), "--resume", "--base-channels", "8"]) == 2
 
 
 def test_predict_writes_one_mask_per_image(trained, tmp_path):
@@ -113,7 +113,7 @@ def test_predict_writes_one_mask_per_image(trained, tmp_path):
 
 
 def test_predict_with_tta_matches_the_library(trained, tmp_path):
-    from unet_course.cli import model_from_config
+    from unet_course.runs import model_from_config
     from unet_course.tiling import predict_tiled
 
     _write_pngs(tmp_path / "in", [(48, 52)])
@@ -153,14 +153,14 @@ def test_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
     assert "bad.png" in _error(["predict", str(trained), str(tmp_path / "broken"), out, "--quiet"], capsys)
     assert "not a folder" in _error(["train", "--data", str(tmp_path / "absent"), "--steps", "1"], capsys)
     assert "no images/ folder" in _error(["train", "--data", str(tmp_path / "empty"), "--steps", "1"], capsys)
-    assert "not a valid input size" in _error(["train", *TINY, "--tile", "61", "--steps", "1"], capsys)
+    assert "not a valid input size" in _error(["train", *TINY, "--tile-size", "61", "--steps", "1"], capsys)
 
 
 def test_train_on_a_folder_with_an_unreadable_image(tmp_path, capsys):
     _write_pngs(tmp_path / "data" / "images", [(64, 64), (64, 64)])
     _write_pngs(tmp_path / "data" / "masks", [(64, 64)], levels=2)
     (tmp_path / "data" / "masks" / "im1.png").write_text("not an image")
-    message = _error(["train", "--data", str(tmp_path / "data"), "--width", "4", "--depth", "2", "--tile", "60",
+    message = _error(["train", "--data", str(tmp_path / "data"), "--base-channels", "4", "--depth", "2", "--tile-size", "60",
                       "--steps", "1", "--out", str(tmp_path / "out"), "--quiet"], capsys)
     assert "im1.png" in message
 
@@ -182,16 +182,14 @@ def test_train_on_isbi_fetches_the_missing_slices(isbi_root, tmp_path, monkeypat
     shutil.copytree(isbi_root, partial)
     for path in ("image/3.png", "label/27.png"):  # one training slice, one held-out slice
         (partial / path).unlink()
-    argv = ["train", "--data", "isbi2012", "--data-root", str(tmp_path / "data"), "--width", "4", "--depth", "2",
-            "--tile", "60", "--steps", "1", "--out", str(tmp_path / "run"), "--quiet"]
+    argv = ["train", "--data", "isbi2012", "--data-root", str(tmp_path / "data"), "--base-channels", "4", "--depth", "2",
+            "--tile-size", "60", "--steps", "1", "--out", str(tmp_path / "run"), "--quiet"]
     assert main(argv) == 0
     assert (partial / "image" / "3.png").exists() and (partial / "label" / "27.png").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    from unet_course.cli import UserError
-
     argv = ["predict", str(tmp_path / "absent"), str(tmp_path), str(tmp_path / "out")]
     assert main(argv) == 2
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main([*argv, "--debug"])

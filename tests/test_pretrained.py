@@ -25,7 +25,7 @@ def published(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     save_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
-    config = {"base_channels": 4, "depth": 2, "tile": 60, "in_channels": 1, "num_classes": 2, "threshold": 0.65}
+    config = {"base_channels": 4, "depth": 2, "tile_size": 60, "in_channels": 1, "num_classes": 2, "threshold": 0.65}
     (run / "model.json").write_text(json.dumps(config))
     mirror = tmp_path / "mirror"
     digest = pack_run(run, mirror / "tiny.pt")

@@ -20,15 +20,15 @@ def whole_image(model: nn.Module, images: torch.Tensor, bottom: int = 0, right: 
     """The model run once on the mirror-padded image: what tiling must reproduce."""
     m = model.margin
     with torch.no_grad():
-        return model.eval()(mirror_pad(images, m, m + bottom, m, m + right)).softmax(dim=1).float()
+        return model.eval()(mirror_pad(images, (m, m + right, m, m + bottom))).softmax(dim=1).float()
 
 
 def test_mirror_pad_matches_reflect_padding_and_goes_further():
     image = torch.rand(2, 3, 5, 7)
-    assert torch.equal(mirror_pad(image, 4, 3, 6, 2), F.pad(image, (6, 2, 4, 3), mode="reflect"))
+    assert torch.equal(mirror_pad(image, (6, 2, 4, 3)), F.pad(image, (6, 2, 4, 3), mode="reflect"))
     expected = np.pad(image.numpy(), ((0, 0), (0, 0), (13, 9), (20, 17)), mode="reflect")
-    assert np.array_equal(mirror_pad(image, 13, 9, 20, 17).numpy(), expected)  # pads larger than the image
-    assert torch.equal(mirror_pad(torch.ones(1, 1, 1, 1), 2, 2, 2, 2), torch.ones(1, 1, 5, 5))
+    assert np.array_equal(mirror_pad(image, (20, 17, 13, 9)).numpy(), expected)  # pads larger than the image
+    assert torch.equal(mirror_pad(torch.ones(1, 1, 1, 1), 2), torch.ones(1, 1, 5, 5))
 
 
 def test_tiled_equals_whole_image(model):
@@ -84,7 +84,7 @@ def test_logits_and_sigmoid(model):
     image = torch.rand(1, 1, 28, 28, dtype=torch.float64)
     logits = predict_tiled(model, image, activation=None)
     with torch.no_grad():
-        expected = model.eval()(mirror_pad(image, 20, 20, 20, 20)).float()
+        expected = model.eval()(mirror_pad(image, 20)).float()
     torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(predict_tiled(model, image, activation="sigmoid"), expected.sigmoid())
     torch.testing.assert_close(predict_tiled(model, image, activation=None, progress=True), logits)
@@ -112,7 +112,7 @@ def test_same_size_models():
 
 
 def test_errors(model):
-    with pytest.raises(ValueError, match=r"tile_size=50 .*48 \(output 8\) and 52 \(output 12\)"):
+    with pytest.raises(ValueError, match=r"tile_size 50 .*48 \(output 8\) and 52 \(output 12\)"):
         predict_tiled(model, torch.rand(1, 30, 30), tile_size=50)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\).*image\[None\]"):
         predict_tiled(model, torch.rand(30, 30))

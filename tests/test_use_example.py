@@ -15,7 +15,7 @@ from PIL import Image
 import unet_course
 
 PAGE = Path(__file__).resolve().parents[1] / "book" / "use_in_your_project.md"
-SETTINGS = "steps, tile_size, width = 2000, 572, 32"
+SETTINGS = "steps, tile_size, base_channels = 2000, 572, 32"
 
 
 def _example() -> str:
@@ -40,7 +40,7 @@ def test_example_trains_saves_and_predicts_on_a_tiny_folder(tmp_path, monkeypatc
             (tmp_path / "my_data" / folder).mkdir(parents=True, exist_ok=True)
             Image.fromarray(array).save(tmp_path / "my_data" / folder / f"{name}.png")
     monkeypatch.chdir(tmp_path)
-    code = _example().replace(SETTINGS, "steps, tile_size, width = 2, 188, 4")
+    code = _example().replace(SETTINGS, "steps, tile_size, base_channels = 2, 188, 4")
     namespace: dict = {}
     exec(compile(code, str(PAGE), "exec"), namespace)
     assert (tmp_path / "my_data" / "unet.pt").exists()

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from unet_course.data import synthetic_cells
-from unet_course.viz import overlay, show_grid, show_source, to_numpy
+from unet_course.viz import as_image, overlay, show_grid, show_source
 
 
-def test_to_numpy_squeezes_channels():
-    assert to_numpy(torch.zeros(1, 5, 7)).shape == (5, 7)
-    assert to_numpy(np.zeros((5, 7, 1))).shape == (5, 7)
-    assert to_numpy(torch.zeros(3, 5, 7)).shape == (5, 7, 3)
+def test_as_image_squeezes_channels():
+    assert as_image(torch.zeros(1, 5, 7)).shape == (5, 7)
+    assert as_image(np.zeros((5, 7, 1))).shape == (5, 7)
+    assert as_image(torch.zeros(3, 5, 7)).shape == (5, 7, 3)
 
 
 def test_overlay_leaves_background_transparent():

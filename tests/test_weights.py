@@ -103,7 +103,7 @@ DIHEDRAL = [
     class_weights=st.sampled_from(["balanced", None, (0.3, 2.5)]),
 )
 def test_matches_direct_reference(labels, w0, sigma, class_weights):
-    ours = unet_weight_map(labels, w0=w0, sigma=sigma, class_weights=class_weights)
+    ours = unet_weight_map(labels, w0=w0, border_sigma=sigma, class_weights=class_weights)
     expected = reference_weight_map(labels, w0, sigma, class_weights)
     assert ours.dtype == np.float32 and ours.shape == labels.shape
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4)
@@ -163,7 +163,7 @@ def test_border_term_vanishes_away_from_a_second_cell(labels, sigma):
     if len(ids) > 1:
         gap = min(ndimage.distance_transform_edt(cells != i)[(cells != 0) & (cells != i)].min() for i in ids)
         bound = 10.0 * np.exp(-(gap**2) / (2 * sigma**2))
-    assert border_weight_map(labels, sigma=sigma).max() <= bound + 1e-5
+    assert border_weight_map(labels, border_sigma=sigma).max() <= bound + 1e-5
 
 
 def test_border_term_is_zero_between_far_apart_cells():
@@ -269,7 +269,7 @@ def test_instances_from_membrane_mask():
 def test_instances_from_mask_batch_and_connectivity():
     diagonal = np.array([[1, 0], [0, 1]], dtype=np.uint8)
     assert instances_from_mask(diagonal).max() == 2
-    assert instances_from_mask(diagonal, connectivity=2).max() == 1
+    assert instances_from_mask(diagonal, connectivity=8).max() == 1
     batch = torch.from_numpy(np.stack([diagonal, diagonal]))
     labels = instances_from_mask(batch)
     assert labels.dtype == torch.int64 and labels[1].max() == 2  # each image counts from 1
@@ -282,11 +282,11 @@ def test_instances_from_mask_batch_and_connectivity():
         (lambda: unet_weight_map(np.zeros((4, 4), dtype=bool)), "instances_from_mask"),
         (lambda: unet_weight_map(np.zeros((1, 1, 4, 4), dtype=np.int32)), r"\(N, H, W\)"),
         (lambda: unet_weight_map(-np.ones((4, 4), dtype=np.int32)), ">= 0"),
-        (lambda: unet_weight_map(np.zeros((4, 4), dtype=np.int32), sigma=0.0), "sigma"),
+        (lambda: unet_weight_map(np.zeros((4, 4), dtype=np.int32), border_sigma=0.0), "border_sigma"),
         (lambda: unet_weight_map(np.zeros((4, 4), dtype=np.int32), w0=-1.0), "w0"),
         (lambda: unet_weight_map(np.ones((4, 4), dtype=np.int32), class_weights="inverse"), "balanced"),
         (lambda: unet_weight_map(np.ones((4, 4), dtype=np.int32), class_weights=(1.0,)), "one weight per class"),
-        (lambda: instances_from_mask(np.ones((4, 4)), connectivity=8), "connectivity"),
+        (lambda: instances_from_mask(np.ones((4, 4)), connectivity=2), "connectivity must be 4 or 8"),
     ],
 )
 def test_mistakes_raise_clear_errors(call, message):

@@ -4,12 +4,13 @@ Each module holds one idea the course teaches; see the book's API page for the l
 Importing the package never touches the network.
 """
 
-from .budget import Budget, describe_runtime, device, get_budget, seed_everything, training_run
+from .budget import Budget, best_device, describe_runtime, get_budget, seed_everything, training_run
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
 from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
 from .models.fcn import PatchClassifier, convolutionalize
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
+from .sizes import check_tile_size
 from .tiling import mirror_pad, predict_tiled
 from .weights import (
     border_weight_map,
@@ -33,7 +34,7 @@ from .metrics import (
     topology_preserving_warp,
     warping_error,
 )
-from .train import History, fit
+from .train import History, evaluate, fit, paper_loss
 from .hub import pretrained, pretrained_config
 from .calibrate import choose_threshold
 
@@ -42,11 +43,13 @@ __version__ = "0.1.0"
 __all__ = [
     "History",
     "fit",
+    "evaluate",
+    "paper_loss",
     "pretrained",
     "pretrained_config",
     "choose_threshold",
     "Budget",
-    "device",
+    "best_device",
     "describe_runtime",
     "get_budget",
     "training_run",
@@ -74,6 +77,7 @@ __all__ = [
     "unet_valid_input_size",
     "unet_margin",
     "predict_tiled",
+    "check_tile_size",
     "mirror_pad",
     "unet_weight_map",
     "border_weight_map",

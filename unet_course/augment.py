@@ -35,20 +35,20 @@ class Deformed(NamedTuple):
 
     images: torch.Tensor  # (N, C, H, W), dtype of the input
     masks: torch.Tensor | None  # (N, H, W), dtype of the input, values from the input's label set
-    weights: torch.Tensor | None  # (N, H, W), dtype of the input
+    weight_maps: torch.Tensor | None  # (N, H, W), dtype of the input
 
 
-def _check_grid_sigma(grid: int, sigma: float) -> None:
+def _check_grid_sigma(grid: int, elastic_sigma: float) -> None:
     if grid < 2:
         raise ValueError(f"grid must be at least 2 nodes per side (one at each border), got {grid}")
-    if sigma < 0:
-        raise ValueError(f"sigma is a standard deviation in pixels and cannot be negative, got {sigma}")
+    if elastic_sigma < 0:
+        raise ValueError(f"elastic_sigma is a standard deviation in pixels and cannot be negative, got {elastic_sigma}")
 
 
 def random_displacement(
     n: int,
     grid: int = 3,
-    sigma: float = 10.0,
+    elastic_sigma: float = 10.0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
@@ -57,7 +57,7 @@ def random_displacement(
     Args:
         n: how many independent grids (one per image of a batch).
         grid: nodes per side (default 3, the paper's 3×3 grid); at least 2.
-        sigma: standard deviation of each displacement component in pixels (default 10.0).
+        elastic_sigma: standard deviation of each displacement component in pixels (default 10.0).
         generator: a ``torch.Generator`` to draw from (default: torch's global one).
         device: where the result lives (default: the generator's device, else the CPU).
 
@@ -70,10 +70,10 @@ def random_displacement(
 
     Taught in chapter 4, Data augmentation.
     """
-    _check_grid_sigma(grid, sigma)
+    _check_grid_sigma(grid, elastic_sigma)
     # Draw where the generator lives, then move: the same seed gives the same grid on any device.
     draw_on = generator.device if generator is not None else device
-    coarse = torch.randn(n, 2, grid, grid, generator=generator, device=draw_on) * sigma
+    coarse = torch.randn(n, 2, grid, grid, generator=generator, device=draw_on) * elastic_sigma
     return coarse if device is None else coarse.to(device)
 
 
@@ -182,44 +182,44 @@ def _check_batch(name: str, tensor: torch.Tensor, shape: tuple[int, ...], hint: 
 def elastic_deform(
     images: torch.Tensor,
     masks: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
+    weight_maps: torch.Tensor | None = None,
     *,
     grid: int = 3,
-    sigma: float = 10.0,
+    elastic_sigma: float = 10.0,
     displacement: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     interpolation: str = "bilinear",
 ) -> Deformed:
     """Deform a batch of images, and their label masks and weight maps alike (the paper's scheme).
 
-    Each image gets its own random ``grid × grid`` displacement (Gaussian, ``sigma`` pixels),
+    Each image gets its own random ``grid × grid`` displacement (Gaussian, ``elastic_sigma`` pixels),
     interpolated bicubically to every pixel (:func:`displacement_field`); output pixel
     ``(y, x)`` then takes the input's value at ``(y + dy, x + dx)``. Images are resampled
     with ``interpolation``, masks with nearest neighbour (their values stay in the label
-    set), weight maps bilinearly. Borders are mirrored. ``sigma=0`` returns the inputs:
-    masks exactly, images and weights up to the float32 rounding of the sampling positions
+    set), weight maps bilinearly. Borders are mirrored. ``elastic_sigma=0`` returns the inputs:
+    masks exactly, images and weight maps up to the float32 rounding of the sampling positions
     (changes below 1e-4 of the value range on 512×512 images).
 
     Args:
         images: float images.
         masks: integer label maps, or None (default).
-        weights: float weight maps, or None (default).
+        weight_maps: float per-pixel loss weights, or None (default).
         grid: nodes per side of the coarse grid (default 3).
-        sigma: standard deviation of the node displacements in pixels (default 10.0).
+        elastic_sigma: standard deviation of the node displacements in pixels (default 10.0).
         displacement: explicit node displacements in pixels, ``(N or 1, 2, grid_h, grid_w)``;
-            when given, ``grid``, ``sigma`` and ``generator`` are not used (default None).
+            when given, ``grid``, ``elastic_sigma`` and ``generator`` are not used (default None).
         generator: ``torch.Generator`` for reproducible draws (default None: global RNG).
         interpolation: "bilinear" (default) or "bicubic" for the images; bicubic is
             sharper and may overshoot the input's range slightly.
 
     Shape:
-        images ``(N, C, H, W)``, masks and weights ``(N, H, W)``; returns
-        ``Deformed(images, masks, weights)`` of the same shapes and dtypes, ``None`` where
+        images ``(N, C, H, W)``, masks and weight maps ``(N, H, W)``; returns
+        ``Deformed(images, masks, weight_maps)`` of the same shapes and dtypes, ``None`` where
         no input was given.
 
     Example:
         >>> out = elastic_deform(torch.rand(2, 1, 64, 64), torch.zeros(2, 64, 64, dtype=torch.long))
-        >>> out.images.shape, out.masks.shape, out.weights
+        >>> out.images.shape, out.masks.shape, out.weight_maps
         (torch.Size([2, 1, 64, 64]), torch.Size([2, 64, 64]), None)
 
     Taught in chapter 4, Data augmentation.
@@ -235,11 +235,11 @@ def elastic_deform(
     if masks is not None:
         _check_batch("masks", masks, (n, height, width), "Masks carry no channel axis: use masks[:, 0].")
         if masks.is_floating_point():
-            raise ValueError(f"Expected integer label masks, got {masks.dtype}: pass float maps as weights.")
-    if weights is not None:
-        _check_batch("weights", weights, (n, height, width), "Weight maps carry no channel axis.")
+            raise ValueError(f"Expected integer label masks, got {masks.dtype}: pass float maps as weight_maps.")
+    if weight_maps is not None:
+        _check_batch("weight_maps", weight_maps, (n, height, width), "Weight maps carry no channel axis.")
     if displacement is None:
-        displacement = random_displacement(n, grid, sigma, generator=generator, device=images.device)
+        displacement = random_displacement(n, grid, elastic_sigma, generator=generator, device=images.device)
     elif displacement.ndim != 4 or displacement.shape[0] not in (1, n) or displacement.shape[1] != 2:
         raise ValueError(
             f"Expected a displacement of shape ({n} or 1, 2, grid_h, grid_w) in pixels, "
@@ -251,7 +251,7 @@ def elastic_deform(
     return Deformed(
         images=_sample(images, sampling_grid, interpolation),
         masks=None if masks is None else _sample(masks[:, None], sampling_grid, "nearest")[:, 0],
-        weights=None if weights is None else _sample(weights[:, None], sampling_grid, "bilinear")[:, 0],
+        weight_maps=None if weight_maps is None else _sample(weight_maps[:, None], sampling_grid, "bilinear")[:, 0],
     )
 
 
@@ -268,7 +268,7 @@ class ElasticDeformation(v2.Transform):
 
     Args:
         grid: nodes per side of the coarse grid (default 3).
-        sigma: standard deviation of the node displacements in pixels (default 10.0).
+        elastic_sigma: standard deviation of the node displacements in pixels (default 10.0).
         interpolation: "bilinear" (default) or "bicubic" for everything that is not a Mask.
 
     Example:
@@ -281,13 +281,13 @@ class ElasticDeformation(v2.Transform):
     Taught in chapter 4, Data augmentation.
     """
 
-    def __init__(self, grid: int = 3, sigma: float = 10.0, interpolation: str = "bilinear") -> None:
+    def __init__(self, grid: int = 3, elastic_sigma: float = 10.0, interpolation: str = "bilinear") -> None:
         super().__init__()
         if interpolation not in IMAGE_MODES:
             raise ValueError(f"interpolation must be one of {IMAGE_MODES}, got {interpolation!r}")
-        _check_grid_sigma(grid, sigma)
+        _check_grid_sigma(grid, elastic_sigma)
         self.grid = grid
-        self.sigma = sigma
+        self.elastic_sigma = elastic_sigma
         self.interpolation = interpolation
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
@@ -309,7 +309,7 @@ class ElasticDeformation(v2.Transform):
         if not tensors:
             return {"sampling_grid": None}
         height, width = tensors[0].shape[-2:]
-        coarse = random_displacement(1, self.grid, self.sigma).to(tensors[0].device)
+        coarse = random_displacement(1, self.grid, self.elastic_sigma).to(tensors[0].device)
         return {"sampling_grid": _sampling_grid(displacement_field(coarse, (height, width)))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:

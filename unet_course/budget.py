@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["Budget", "BUDGET_NAMES", "TRAINING_RUNS", "get_budget", "training_run", "device", "describe_runtime",
+__all__ = ["Budget", "BUDGET_NAMES", "TRAINING_RUNS", "get_budget", "training_run", "best_device", "describe_runtime",
            "seed_everything"]
 
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
@@ -79,7 +79,7 @@ def get_budget() -> Budget:
     return Budget("cpu", "no GPU found")
 
 
-def device() -> torch.device:
+def best_device() -> torch.device:
     """The best available device: CUDA, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -103,7 +103,7 @@ def describe_runtime(budget: Budget | None = None) -> str:
         'torch ... · device ... · budget: smoke (set by hand)'
     """
     budget = budget or get_budget()
-    chosen = device()
+    chosen = best_device()
     where = f"cuda ({torch.cuda.get_device_name(chosen)})" if chosen.type == "cuda" else chosen.type
     if chosen.type != "cuda" and "google.colab" in sys.modules:
         warnings.warn(
@@ -132,19 +132,19 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 # by `benchmarks/sweep_cpu_budget.py` (results/cpu_budget_sweep.md). The gpu run is the
 # paper's network and tile.
 TRAINING_RUNS: dict[str, dict] = {
-    "smoke": {"width": 8, "depth": 4, "tile": 252, "steps": 200, "lr": 0.003, "lr_schedule": "constant",
-              "weights": "balanced"},
-    "cpu": {"width": 16, "depth": 4, "tile": 316, "steps": 5000, "lr": 0.003, "lr_schedule": "cosine",
-            "weights": "balanced"},
-    "gpu": {"width": 64, "depth": 4, "tile": 572, "steps": 6000, "lr": 0.003, "lr_schedule": "constant",
-            "weights": "balanced"},
+    "smoke": {"base_channels": 8, "depth": 4, "tile_size": 252, "steps": 200, "lr": 0.003, "lr_schedule": "constant",
+              "loss_weights": "balanced"},
+    "cpu": {"base_channels": 16, "depth": 4, "tile_size": 316, "steps": 5000, "lr": 0.003, "lr_schedule": "cosine",
+            "loss_weights": "balanced"},
+    "gpu": {"base_channels": 64, "depth": 4, "tile_size": 572, "steps": 6000, "lr": 0.003, "lr_schedule": "constant",
+            "loss_weights": "balanced"},
 }
 
 
 def training_run(budget: Budget | None = None) -> dict:
     """The sizes and schedule of the ISBI 2012 run under ``budget`` (default :func:`get_budget`).
 
-    Keys: ``width`` (base channels), ``depth``, ``tile``, ``steps``, ``lr``, ``lr_schedule``,
-    ``weights``. Chapter 6 trains with them; ``unet-course train`` takes them as defaults.
+    Keys: ``base_channels``, ``depth``, ``tile_size``, ``steps``, ``lr``, ``lr_schedule``,
+    ``loss_weights``, named as :class:`~unet_course.UNet` and :func:`~unet_course.fit` name them. Chapter 6 trains with them; ``unet-course train`` takes them as defaults.
     """
     return dict(TRAINING_RUNS[(budget or get_budget()).name])

@@ -11,7 +11,6 @@ prediction uses overlap-tile :func:`unet_course.tiling.predict_tiled`. Chapters 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -21,12 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .budget import TRAINING_RUNS  # the run of each budget; chapter 6 trains with the same settings
-from .hub import model_from_config
+from .runs import RUN_FILES, RunError, load_run, read_checkpoint, read_config, write_config
+from .sizes import check_tile_size
 
-__all__ = ["main", "build_parser", "model_from_config"]
+__all__ = ["main", "build_parser"]
 
 SYNTHETIC = ("synthetic-cells", "synthetic-membranes")
-RUN_FILES = ("checkpoint.pt", "history.json", "model.json")  # what `train` writes to --out
 
 
 class UserError(Exception):
@@ -67,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="size of run for the options not given (default: chosen as in the notebooks: "
                        "$UNET_COURSE_BUDGET, CI → smoke, CUDA → gpu, else cpu)")
     train.add_argument("--steps", type=int, help="total optimisation steps (with --resume, including earlier ones); default: the budget's, " + _per_budget("steps"))
-    train.add_argument("--width", type=int, help="channels of the first level (the paper: 64); default: the budget's, " + _per_budget("width"))
+    train.add_argument("--base-channels", type=int, help="channels of the first level (the paper: 64); default: the budget's, " + _per_budget("base_channels"))
     train.add_argument("--depth", type=int, help="number of poolings (the paper: 4); default: the budget's, " + _per_budget("depth"))
-    train.add_argument("--tile", type=int, help="input tile side, a valid size for the model (the paper: 572); default: the budget's, " + _per_budget("tile"))
+    train.add_argument("--tile-size", type=int, help="input tile side, a valid size for the model (the paper: 572); default: the budget's, " + _per_budget("tile_size"))
     train.add_argument("--lr", type=float, default=None, help="SGD learning rate (the paper's recipe: 0.003); "
                        "default: the budget's, " + _per_budget("lr"))
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
@@ -77,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        + _per_budget("lr_schedule"))
     train.add_argument("--momentum", type=float, default=0.99, help="SGD momentum (default: 0.99, the paper's)")
     train.add_argument("--batch-size", type=int, default=1, help="tiles per step (default: 1, the paper's)")
-    train.add_argument("--weights", choices=["balanced", "unet", "none"], default=None,
+    train.add_argument("--loss-weights", choices=["balanced", "unet", "none"], default=None,
                        help="per-pixel loss weights: class balance, the paper's border map, or none "
-                       "(default: the budget's, " + _per_budget("weights") + ")")
+                       "(default: the budget's, " + _per_budget("loss_weights") + ")")
     train.add_argument("--no-augment", action="store_true", help="train without flips, rotations and elastic "
                        "deformation")
     train.add_argument("--held-out", type=int, default=None, metavar="N",
@@ -108,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", type=Path, metavar="INPUT", help="a folder of images or a (multi-page) TIFF")
     predict.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder for the masks (created)")
     predict.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of each tile")
-    predict.add_argument("--tile", type=int, default=None, help="input tile side (default: the training tile)")
+    predict.add_argument("--tile-size", type=int, default=None, help="input tile side (default: the training tile)")
     predict.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     predict.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     predict.add_argument("--overwrite", action="store_true", help="replace masks already in OUTPUT_DIR (without "
@@ -132,59 +131,6 @@ def _check_device(name: str | None) -> torch.device | None:
         raise UserError(f"--device {name}: PyTorch finds no such device on this machine; leave --device out to use "
                         f"the best one available, or pass --device cpu")
     return device
-
-
-def _read_config(path: Path) -> dict:
-    """A run's ``model.json``, checked: a damaged or incomplete file fails here, naming itself."""
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CommandFailed(f"{path} is not valid JSON ({error}); it is written by `unet-course train` beside "
-                            f"checkpoint.pt: restore it, or train again") from None
-    if not isinstance(config, dict):
-        raise CommandFailed(f"{path} does not describe a model; restore the model.json written by "
-                            f"`unet-course train`, or train again")
-    integers = {"base_channels": 1, "depth": 1, "in_channels": 1, "num_classes": 2, "tile": 1}
-    missing = [key for key in ("base_channels", "depth") if key not in config]
-    wrong = [key for key, low in integers.items()
-             if key in config and (type(config[key]) is not int or config[key] < low)]
-    threshold = config.get("threshold", 0.5)
-    if type(threshold) not in (int, float) or not 0 <= threshold <= 1:
-        wrong.append("threshold")
-    if config.get("padding", "valid") not in ("valid", "same"):
-        wrong.append("padding")
-    if missing or wrong:
-        what = ", ".join([f"no {key}" for key in missing] + [f"a bad {key}" for key in wrong])
-        raise CommandFailed(f"{path} is incomplete or damaged ({what}); restore the model.json written by "
-                            f"`unet-course train` beside its checkpoint, or train again")
-    return config
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint loaded with ``weights_only=True``; a damaged or foreign file fails here, naming itself."""
-    from .train import CheckpointError, load_checkpoint
-
-    try:
-        state = load_checkpoint(path)
-    except CheckpointError as error:
-        raise CommandFailed(str(error)) from None
-    if not isinstance(state, dict):
-        raise CommandFailed(f"{path} is not a checkpoint of `unet-course train` (no state dict); train again")
-    return state
-
-
-def _load_weights(model: torch.nn.Module, state: dict, checkpoint: Path, config_path: Path) -> None:
-    """Load a checkpoint's weights into ``model``, refusing another architecture or diverged weights."""
-    weights = state.get("model", state)
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "another model")
-        raise CommandFailed(f"the checkpoint {checkpoint} does not fit the model in {config_path} ({detail[:160]}); "
-                            f"keep each checkpoint with the model.json written beside it, or train again") from None
-    if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
-        raise CommandFailed(f"the checkpoint {checkpoint} holds NaN or infinite weights: the training that wrote it "
-                            f"diverged; train again with a lower --lr")
 
 
 def _training_data(args, tile: int, output: int):
@@ -221,8 +167,8 @@ def _training_data(args, tile: int, output: int):
     for index, (image_path, _) in enumerate(data.pairs):  # every pair now: a bad file fails before any write
         height, width = data[index][1].shape
         if min(height, width) + 2 * margin < tile:
-            raise UserError(f"{image_path} is {width}×{height} pixels, too small for --tile {tile} even with "
-                            f"{margin} mirrored pixels per side; pass a smaller --tile")
+            raise UserError(f"{image_path} is {width}×{height} pixels, too small for --tile-size {tile} even with "
+                            f"{margin} mirrored pixels per side; pass a smaller --tile-size")
     held_out = 0 if args.held_out is None else args.held_out
     if not 0 <= held_out < len(data):
         raise UserError(f"--held-out {held_out}: the folder holds {len(data)} images, keep at least one to train on")
@@ -247,90 +193,88 @@ def _check_train_numbers(args) -> None:
         raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
 
 
+def _resumed_run(args, out: Path) -> tuple[dict, dict]:
+    """The stored ``model.json`` and checkpoint of the run ``--resume`` continues, checked against the options."""
+    checkpoint, config_path = out / "checkpoint.pt", out / "model.json"
+    if not checkpoint.is_file():
+        also = " (with --overwrite, as the folder holds other run files)" if any((out / n).exists() for n in RUN_FILES) else ""
+        raise UserError(f"--resume: there is no {checkpoint} to continue from; leave out --resume to start a new "
+                        f"run{also}")
+    if not config_path.is_file():
+        raise UserError(f"{config_path} is missing, so the run in {out} cannot be rebuilt to resume it")
+    stored = read_config(config_path)
+    for key in ("base_channels", "depth", "tile_size", "lr", "lr_schedule", "loss_weights"):
+        given = getattr(args, key)
+        recorded = stored.get(key)
+        if given is not None and recorded is not None and given != recorded:
+            raise UserError(f"--{key.replace('_', '-')} {given} differs from the run being resumed ({recorded} in "
+                            f"{config_path}); leave it out or train into a new --out folder")
+    state = read_checkpoint(checkpoint)
+    if not isinstance(state.get("step"), int) or "model" not in state:
+        raise CommandFailed(f"{checkpoint} is not a training checkpoint (it has no step count); train again")
+    return stored, state
+
+
 def train_command(args) -> int:
     """``unet-course train``: fit a U-Net and write checkpoint, history and model config to ``--out``."""
     from .budget import Budget, get_budget
-    from .data.download import atomic_file
-    from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
+    from .models.unet import UNet, unet_output_size
+    from .runs import load_weights
     from .train import TrainingDiverged, fit
 
     _check_train_numbers(args)
     device = _check_device(args.device)
     budget = Budget(args.budget, "from --budget") if args.budget else get_budget()
-    sizes = dict(TRAINING_RUNS[budget.name])
+    run = dict(TRAINING_RUNS[budget.name])
     out, checkpoint, config_path = args.out, args.out / "checkpoint.pt", args.out / "model.json"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for checkpoint.pt, history.json and model.json")
     existing = [name for name in RUN_FILES if (out / name).exists()]
-    stored, done = None, 0
-    if args.resume:
-        if not checkpoint.is_file():
-            also = " (with --overwrite, as the folder holds other run files)" if existing else ""
-            raise UserError(f"--resume: there is no {checkpoint} to continue from; leave out --resume to start a "
-                            f"new run{also}")
-        if not config_path.is_file():
-            raise UserError(f"{config_path} is missing, so the run in {out} cannot be rebuilt to resume it")
-        stored = _read_config(config_path)
-        for option, key in (("width", "base_channels"), ("depth", "depth"), ("tile", "tile")):
-            given = getattr(args, option)
-            if given is not None and given != stored.get(key):
-                raise UserError(f"--{option} {given} differs from the run being resumed ({stored.get(key)} in "
-                                f"{config_path}); leave it out or train into a new --out folder")
-        sizes.update(width=stored["base_channels"], depth=stored["depth"], tile=stored.get("tile", sizes["tile"]))
-        state = _read_checkpoint(checkpoint)
-        if not isinstance(state.get("step"), int) or "model" not in state:
-            raise CommandFailed(f"{checkpoint} is not a training checkpoint (it has no step count); train again")
-        done = state["step"]
+    stored, state = _resumed_run(args, out) if args.resume else (None, None)
+    if stored is not None:
+        run.update({key: stored[key] for key in run if key in stored})
     elif existing and not args.overwrite:
         raise UserError(f"--out {out} already holds a run ({', '.join(existing)}); continue it with --resume, "
                         f"replace it with --overwrite, or choose another --out folder")
-    sizes.update({k: getattr(args, k) for k in ("width", "depth", "tile", "steps", "lr", "lr_schedule", "weights")
-                  if getattr(args, k) is not None})
-    for option in ("steps", "width", "depth"):
-        if sizes[option] < 1:
-            raise UserError(f"--{option} must be at least 1, got {sizes[option]}")
-    if sizes["steps"] < done:
-        raise UserError(f"--steps {sizes['steps']} is fewer than the {done} steps {checkpoint} already holds; --steps "
+    run.update({key: getattr(args, key) for key in run if getattr(args, key) is not None})
+    run["loss_weights"] = None if run["loss_weights"] == "none" else run["loss_weights"]
+    for option in ("steps", "base_channels", "depth"):
+        if run[option] < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {run[option]}")
+    done = state["step"] if state else 0
+    if run["steps"] < done:
+        raise UserError(f"--steps {run['steps']} is fewer than the {done} steps {checkpoint} already holds; --steps "
                         f"is the total, so pass --steps {done} or more, or train into a new --out folder")
-    if sizes["tile"] < 1 or unet_valid_input_size(sizes["tile"], sizes["depth"]) != sizes["tile"]:
-        raise UserError(f"--tile {sizes['tile']} is not a valid input size for depth {sizes['depth']}; "
-                        f"nearest valid: {unet_nearest_valid_sizes(max(sizes['tile'], 1), sizes['depth'])}")
-    train, val = _training_data(args, sizes["tile"], unet_output_size(sizes["tile"], sizes["depth"]))
+    check_tile_size(run["tile_size"], run["depth"], name="--tile-size")
+    train, val = _training_data(args, run["tile_size"], unet_output_size(run["tile_size"], run["depth"]))
     channels = train[0][0].shape[0]
     torch.manual_seed(args.seed)  # the initial weights, so that a run repeats
-    model = UNet(in_channels=channels, base_channels=sizes["width"], depth=sizes["depth"])
-    config = {"base_channels": sizes["width"], "depth": sizes["depth"], "tile": sizes["tile"], "in_channels": channels,
-              "num_classes": 2, "padding": "valid", "data": args.data, "budget": budget.name, "steps": sizes["steps"],
-              "lr": sizes["lr"], "lr_schedule": sizes["lr_schedule"], "weights": sizes["weights"]}
-    if stored is not None:
-        _load_weights(UNet(**{k: config[k] for k in ("in_channels", "base_channels", "depth")}), state, checkpoint,
-                      config_path)  # a checkpoint of another model fails now, not after the data is prepared
-        config = {key: value for key, value in stored.items() if key != "threshold"}
-
-    def write_config() -> None:
-        with atomic_file(config_path) as (file, _):
-            file.write((json.dumps(config, indent=2) + "\n").encode())
+    model = UNet(in_channels=channels, base_channels=run["base_channels"], depth=run["depth"])
+    config = {"in_channels": channels, "num_classes": 2, "padding": "valid", **run, "data": args.data,
+              "budget": budget.name}
+    if stored is not None:  # a checkpoint of another model fails now, not after the data is prepared
+        load_weights(UNet(in_channels=channels, base_channels=run["base_channels"], depth=run["depth"]), state,
+                     checkpoint, config_path)
+        config = {key: value for key, value in stored.items() if key != "threshold"} | {"steps": run["steps"]}
 
     # Every check has passed: from here on, files are written.
-    print(f"{budget}; UNet(base_channels={sizes['width']}, depth={sizes['depth']}), tile {sizes['tile']}, "
-          f"{sizes['steps']} steps on {len(train)} images ({args.data}) → {out}", file=sys.stderr)
+    print(f"{budget}; UNet(base_channels={run['base_channels']}, depth={run['depth']}), tile {run['tile_size']}, "
+          f"{run['steps']} steps on {len(train)} images ({args.data}) → {out}", file=sys.stderr)
     if args.overwrite:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     if not args.resume:
-        write_config()  # before training, so that an interrupted run can be resumed
+        write_config(config_path, config)  # before training, so that an interrupted run can be resumed
     try:
-        history = fit(model, train, val, steps=sizes["steps"], lr=sizes["lr"], lr_schedule=sizes["lr_schedule"],
-                      momentum=args.momentum,
-                      batch_size=args.batch_size, tile_size=sizes["tile"],
-                      weights=None if sizes["weights"] == "none" else sizes["weights"], augment=not args.no_augment,
-                      eval_every=args.eval_every, checkpoint=checkpoint,
-                      checkpoint_every=args.checkpoint_every or max(1, sizes["steps"] // 10), resume=args.resume,
-                      device=device, seed=args.seed, progress=not args.quiet)
+        history = fit(model, train, val, steps=run["steps"], lr=run["lr"], lr_schedule=run["lr_schedule"],
+                      momentum=args.momentum, batch_size=args.batch_size, tile_size=run["tile_size"],
+                      loss_weights=run["loss_weights"], augment=not args.no_augment, eval_every=args.eval_every,
+                      checkpoint=checkpoint, checkpoint_every=args.checkpoint_every or max(1, run["steps"] // 10),
+                      resume=args.resume, device=device, seed=args.seed, progress=not args.quiet)
     except TrainingDiverged as error:
         kept = f"{checkpoint} keeps the last good step" if checkpoint.exists() else "no checkpoint was written"
         raise CommandFailed(f"training diverged at step {error.step} (the loss became NaN or infinite); {kept}; "
-                            f"train again with a lower --lr (now {sizes['lr']}), or check the images") from None
+                            f"train again with a lower --lr (now {run['lr']}), or check the images") from None
     history.save(out / "history.json")
     summary = f"step {history.step[-1]}: loss {history.smoothed_loss()[-1]:.4f}"
     if history.val_iou:
@@ -340,7 +284,7 @@ def train_command(args) -> int:
 
         config["threshold"] = choose_threshold(model, train, device=device)
         summary += f", threshold {config['threshold']:.2f}"
-    write_config()
+    write_config(config_path, config)
     print(summary, file=sys.stderr)
     return 0
 
@@ -391,29 +335,18 @@ def predict_command(args) -> int:
     """``unet-course predict``: one PNG mask per input image, by overlap-tile prediction."""
     from PIL import Image
 
-    from .budget import device as best_device
+    from .budget import best_device
     from .data.download import atomic_file
     from .data.images import IMAGE_EXTENSIONS, image_files, read_image_pages
     from .tiling import predict_tiled
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.tile is not None and args.tile < 1:
-        raise UserError(f"--tile must be a positive number of pixels, got {args.tile}; leave it out for the "
-                        f"training tile")
     device = _check_device(args.device) or best_device()
-    checkpoint = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
-    config_path = args.checkpoint / "model.json" if args.checkpoint.is_dir() else checkpoint.with_suffix(".json")
-    for path, what in ((checkpoint, "checkpoint"), (config_path, "model description")):
-        if not path.is_file():
-            raise UserError(f"no {what} at {path}: pass the --out folder of `unet-course train` "
-                            f"(or a .pt file with its .json beside it)")
-    config = _read_config(config_path)
-    model = model_from_config(config)
-    _load_weights(model, _read_checkpoint(checkpoint), checkpoint, config_path)
-    tile = args.tile or config.get("tile")
-    if tile is not None and model.valid_input_size(tile) != tile:
-        raise UserError(f"--tile {tile} is not a valid input size; nearest valid: {model.nearest_valid_sizes(tile)}")
+    model, config = load_run(args.checkpoint)
+    tile = args.tile_size if args.tile_size is not None else config.get("tile_size")
+    if tile is not None:
+        check_tile_size(tile, model, name="--tile-size" if args.tile_size is not None else f"the tile_size of {args.checkpoint}")
 
     if args.input.is_dir():
         files = image_files(args.input)
@@ -474,12 +407,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        if isinstance(error, (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        if isinstance(error, RunError):
+            status, message = 1, _one_line(error)
+        elif isinstance(error, (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
             status, message = 2, _one_line(error)
-        elif isinstance(error, (CommandFailed, ChecksumError, DownloadError, torch.cuda.OutOfMemoryError)):
+        elif isinstance(error, (CommandFailed, RunError, ChecksumError, DownloadError, torch.cuda.OutOfMemoryError)):
             status, message = 1, _one_line(error)
             if isinstance(error, torch.cuda.OutOfMemoryError):
-                message = "the GPU ran out of memory; pass a smaller --tile or --batch-size"
+                message = "the GPU ran out of memory; pass a smaller --tile-size or --batch-size"
         elif isinstance(error, OSError):
             status, message = 1, f"{_one_line(error)}; check the path, its permissions and the free disk space"
         else:

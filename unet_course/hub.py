@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import json
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -25,9 +24,9 @@ import torch
 
 from .data.download import DownloadError, atomic_file, download_file, sha256_of
 from .models.unet import UNet
+from .runs import model_from_config, read_checkpoint, read_config, run_files
 
-__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify",
-           "model_from_config"]
+__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify"]
 
 # The repository of `_config.yml` (a test keeps the two equal); release assets live under it.
 REPOSITORY_URL = "https://github.com/unet-course/unet-course"
@@ -37,7 +36,7 @@ CACHE_VAR = "UNET_COURSE_CACHE"
 PRETRAINED: dict[str, dict] = {
     "isbi2012-cpu": {
         "file": "unet_isbi2012_cpu.pt",
-        "sha256": "10ed64af5a0a2171f86e4477f4c30c6adc9f3e87f43020d88f9e917144638b59",
+        "sha256": "963e3487dc064bed1081d821717ba4a47565ac9985ad3fc4d124c766b0b8c791",
         "shipped": True,
         "description": "UNet(base_channels=16), ISBI 2012 slices 0–24, the cpu budget of chapter 6",
     },
@@ -90,13 +89,6 @@ def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dic
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def model_from_config(config: dict) -> UNet:
-    """Rebuild the U-Net described by a ``model.json`` (keys of :class:`UNet` plus ``tile``, ``threshold``)."""
-    return UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
-                base_channels=config["base_channels"], depth=config["depth"],
-                padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
-
-
 def pretrained_config(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | None = None,
                       download: bool = True) -> dict:
     """The ``model.json`` of a published checkpoint: its shape, training tile, threshold and held-out figures."""
@@ -131,11 +123,6 @@ def pretrained(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | Non
     return model.eval()
 
 
-def _run_files(run: Path) -> tuple[Path, Path]:
-    """(checkpoint, model description) of a training folder, or of a ``.pt`` file with its ``.json`` beside it."""
-    return (run / "checkpoint.pt", run / "model.json") if run.is_dir() else (run, run.with_suffix(".json"))
-
-
 def pack_run(run: str | os.PathLike, out: str | os.PathLike) -> str:
     """Turn a training run into one fp16 published checkpoint.
 
@@ -144,9 +131,9 @@ def pack_run(run: str | os.PathLike, out: str | os.PathLike) -> str:
 
     Writes ``out`` atomically and returns its SHA-256 (to record in :data:`PRETRAINED`).
     """
-    checkpoint, config_path = _run_files(Path(run))
-    config = json.loads(config_path.read_text())
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    checkpoint, config_path = run_files(run)
+    config = read_config(config_path)
+    state = read_checkpoint(checkpoint)
     weights = {key: value.half() for key, value in state["model"].items()}
     with atomic_file(out) as (file, _):
         torch.save({"format": 1, "config": config, "model": weights}, file)

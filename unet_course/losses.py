@@ -19,7 +19,7 @@ __all__ = ["center_crop", "weighted_cross_entropy"]  # center_crop lives with th
 def weighted_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
-    weight: torch.Tensor | None = None,
+    weight_map: torch.Tensor | None = None,
     *,
     crop: bool = False,
     ignore_index: int | None = None,
@@ -30,17 +30,17 @@ def weighted_cross_entropy(
     The loss at pixel ``x`` is ``w(x) · (−log softmax(logits)[target(x)](x))``.
     ``reduction="mean"`` divides the weighted sum by the **number of pixels** counted (those
     whose target is not ``ignore_index``), not by ``Σ w``: the weights then scale each
-    pixel's gradient as in the paper, ``weight=None`` (or all ones) gives exactly
+    pixel's gradient as in the paper, ``weight_map=None`` (or all ones) gives exactly
     ``F.cross_entropy``, and with a ``"balanced"`` weight map (mean 1) the loss keeps
     the plain loss's scale. If every pixel is ignored the mean is 0 (not NaN).
 
     Args:
         logits: raw scores, one channel per class (at least 2; the paper uses 2).
         target: class indices; any integer dtype.
-        weight: per-pixel weights, e.g. from :func:`unet_course.unet_weight_map`; finite
+        weight_map: per-pixel weights, e.g. from :func:`unet_course.unet_weight_map`; finite
             and ``>= 0`` (else ``ValueError``). Default ``None``: every pixel weighs 1.
         crop: if ``True`` and the logits are smaller than the target (a valid-convolution
-            U-Net), center-crop target and weight to the logits' size. Default ``False``:
+            U-Net), center-crop target and weight map to the logits' size. Default ``False``:
             a size mismatch raises an error naming both shapes.
         ignore_index: a target value whose pixels add nothing and are not counted.
             Default ``None``: every pixel counts, and a target outside ``0..K-1`` (PyTorch's
@@ -48,15 +48,15 @@ def weighted_cross_entropy(
         reduction: ``"mean"`` (default), ``"sum"``, or ``"none"`` for the ``(N, h, w)`` map.
 
     Shape:
-        ``logits (N, K, h, w)``, ``target (N, H, W)``, ``weight (N, H, W)``; ``(H, W)``
+        ``logits (N, K, h, w)``, ``target (N, H, W)``, ``weight_map (N, H, W)``; ``(H, W)``
         equals ``(h, w)`` unless ``crop=True``. Returns a scalar, or ``(N, h, w)``.
 
     Example:
         >>> import torch
         >>> logits = torch.randn(2, 2, 388, 388)
         >>> target = torch.randint(0, 2, (2, 572, 572))
-        >>> weight = torch.ones(2, 572, 572)
-        >>> weighted_cross_entropy(logits, target, weight, crop=True).shape
+        >>> weight_map = torch.ones(2, 572, 572)
+        >>> weighted_cross_entropy(logits, target, weight_map, crop=True).shape
         torch.Size([])
 
     Taught in chapter 5 (the energy function); chapter 6 trains with it.
@@ -75,9 +75,9 @@ def weighted_cross_entropy(
         )
     if target.dtype.is_floating_point or target.dtype == torch.bool:
         raise ValueError(f"target must hold class indices (an integer dtype), got {target.dtype}. Use target.long().")
-    if weight is not None and weight.shape != target.shape:
+    if weight_map is not None and weight_map.shape != target.shape:
         raise ValueError(
-            f"weight must have the target's shape {tuple(target.shape)}, got {tuple(weight.shape)}."
+            f"weight_map must have the target's shape {tuple(target.shape)}, got {tuple(weight_map.shape)}."
         )
     size, target_size = tuple(logits.shape[-2:]), tuple(target.shape[-2:])
     if size != target_size:
@@ -85,7 +85,7 @@ def weighted_cross_entropy(
             raise ValueError(
                 f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in size. A valid-"
                 "convolution U-Net predicts only the centre of its input: pass crop=True to center-crop "
-                "target and weight to the logits, or use padded convolutions."
+                "target and weight map to the logits, or use padded convolutions."
             )
         if size[0] > target_size[0] or size[1] > target_size[1]:
             raise ValueError(
@@ -93,15 +93,15 @@ def weighted_cross_entropy(
                 "crop=True can only cut the target down. Check the model's output size."
             )
         target = center_crop(target, size)
-        weight = None if weight is None else center_crop(weight, size)
+        weight_map = None if weight_map is None else center_crop(weight_map, size)
 
     target = target.long()
-    _check_values(target, weight, logits.shape[1], ignore_index)
+    _check_values(target, weight_map, logits.shape[1], ignore_index)
     # With no ignore_index every target is a class (checked above), so -100 matches none.
     ignored = -100 if ignore_index is None else ignore_index
     loss = F.cross_entropy(logits, target, reduction="none", ignore_index=ignored)  # (N, h, w), 0 where ignored
-    if weight is not None:
-        loss = loss * weight.to(device=loss.device, dtype=loss.dtype)
+    if weight_map is not None:
+        loss = loss * weight_map.to(device=loss.device, dtype=loss.dtype)
     if reduction == "none":
         return loss
     if reduction == "sum":
@@ -112,20 +112,20 @@ def weighted_cross_entropy(
     return loss.sum() / counted
 
 
-def _check_values(target: torch.Tensor, weight: torch.Tensor | None, num_classes: int,
+def _check_values(target: torch.Tensor, weight_map: torch.Tensor | None, num_classes: int,
                   ignore_index: int | None) -> None:
     """Raise ``ValueError`` for targets that are not classes, or negative or non-finite weights."""
     outside = (target < 0) | (target >= num_classes)
     if ignore_index is not None:
         outside &= target != ignore_index
     checks = [outside.any()]
-    if weight is not None:
-        checks.append((~(torch.isfinite(weight) & (weight >= 0))).any())
+    if weight_map is not None:
+        checks.append((~(torch.isfinite(weight_map) & (weight_map >= 0))).any())
     bad = torch.stack(checks).tolist()  # one device sync for both checks
     if bad[0]:
         values = target[outside].unique()[:8].tolist()
         raise ValueError(f"target holds values outside the {num_classes} classes 0..{num_classes - 1}: {values}; "
                          f"map them to class indices, or pass ignore_index=<value> to leave those pixels out")
     if len(bad) > 1 and bad[1]:
-        raise ValueError("weight holds negative, NaN or infinite values; per-pixel weights must be finite "
-                         "and >= 0 (check w0, sigma and class weights)")
+        raise ValueError("weight_map holds negative, NaN or infinite values; per-pixel weights must be finite "
+                         "and >= 0 (check w0, border_sigma and class weights)")

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .hub import PRETRAINED, _run_files, pack_run, verify
+from .hub import PRETRAINED, pack_run, verify
+from .runs import RunError
 
 __all__ = ["main"]
 
@@ -30,11 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pack":
-        if not all(path.is_file() for path in _run_files(args.run)):
-            print(f"publish pack: error: no checkpoint and model description at {args.run}; pass the --out "
-                  f"folder of `unet-course train` or a .pt file with its .json beside it", file=sys.stderr)
+        try:
+            print(f"{pack_run(args.run, args.out)}  {args.out}")
+        except (FileNotFoundError, RunError) as error:
+            print(f"publish pack: error: {error}", file=sys.stderr)
             return 2
-        print(f"{pack_run(args.run, args.out)}  {args.out}")
         return 0
     problems = verify(args.folder)
     for problem in problems:

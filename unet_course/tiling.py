@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["mirror_pad", "predict_tiled", "dihedral_transforms"]
+from .sizes import alignment, check_tile_size, prediction_tile_size
 
-PAPER_TILE = 572  # the paper's input tile; the default for valid models
+__all__ = ["mirror_pad", "predict_tiled", "predict_tiles", "dihedral_transforms"]
 
 
 def _reflect_indices(length: int, before: int, after: int, device: torch.device) -> torch.Tensor:
@@ -31,19 +31,25 @@ def _reflect_indices(length: int, before: int, after: int, device: torch.device)
     return torch.where(positions >= length, period - positions, positions)
 
 
-def mirror_pad(image: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+def mirror_pad(image: torch.Tensor, pad: int | tuple[int, int, int, int]) -> torch.Tensor:
     """Extend ``image`` by mirroring it at its borders, by any amount (reflecting again if needed).
 
-    The border pixel is not repeated (as ``F.pad(mode="reflect")``), but the pads may be
-    larger than the image, which ``F.pad`` refuses.
+    ``pad`` is one width for every side, or ``(left, right, top, bottom)`` in the order of
+    ``F.pad``. The border pixel is not repeated (as ``F.pad(mode="reflect")``), but the pads
+    may be larger than the image, which ``F.pad`` refuses.
 
     Shape:
         ``(..., H, W)`` → ``(..., top + H + bottom, left + W + right)``
 
     Example:
-        >>> mirror_pad(torch.zeros(1, 1, 30, 20), 92, 92, 92, 92).shape
+        >>> mirror_pad(torch.zeros(1, 1, 30, 20), 92).shape
         torch.Size([1, 1, 214, 204])
+        >>> mirror_pad(torch.zeros(1, 1, 30, 20), (0, 4, 0, 2)).shape
+        torch.Size([1, 1, 32, 24])
     """
+    left, right, top, bottom = (pad,) * 4 if isinstance(pad, int) else pad
+    if min(left, right, top, bottom) < 0:
+        raise ValueError(f"pad widths must be >= 0 pixels, got {pad!r}")
     rows = _reflect_indices(image.shape[-2], top, bottom, image.device)
     cols = _reflect_indices(image.shape[-1], left, right, image.device)
     return image.index_select(-2, rows).index_select(-1, cols)
@@ -76,14 +82,6 @@ def _margin_of(model: nn.Module, channels: int, tile_size: int, device: torch.de
         raise ValueError(f"predict_tiled needs a model whose output is the input cropped equally on every "
                          f"side; a {tile_size}×{tile_size} tile gave a {out_h}×{out_w} output.")
     return lost // 2
-
-
-def _alignment(model: nn.Module) -> int:
-    """Tiles move by multiples of this, so that every tile pools the same pixel pairs as the whole image."""
-    factor = getattr(model, "downsampling_factor", None)  # our UNet: 2**depth
-    if factor is None:  # segmentation_models_pytorch models name it on their encoder
-        factor = getattr(getattr(model, "encoder", None), "output_stride", 1)
-    return int(factor)
 
 
 @torch.no_grad()
@@ -129,6 +127,48 @@ def predict_tiled(
 
     Explained in chapter 3, "The U-Net architecture"; used for evaluation in chapter 7.
     """
+    images = _checked_images(image, tile_size, batch_size, activation)
+    single = images.ndim == 3
+    images = images[None] if single else images
+    num_images, channels, height, width = images.shape
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else images.device
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()  # dropout off, batch norm uses its running statistics
+    try:
+        tile_size = check_tile_size(int(tile_size or prediction_tile_size(model, height, width, context or 0)), model)
+        model_margin = _margin_of(model, channels, tile_size, device, dtype)
+        if context is None:
+            context = 0 if model_margin > 0 else tile_size // 8
+        margin, out_tile, rows, cols = _tile_grid(model, tile_size, model_margin + context, height, width)
+        padded = mirror_pad(images.to(device, dtype), (margin, cols[-1] + out_tile + margin - width,
+                                                       margin, rows[-1] + out_tile + margin - height))
+        tiles = [(n, y, x) for n in range(num_images) for y in rows for x in cols]
+        total = torch.zeros((num_images, 0, rows[-1] + out_tile, cols[-1] + out_tile), device=device)
+        counts = torch.zeros((num_images, 1) + total.shape[2:], device=device)
+        for start in tqdm(range(0, len(tiles), batch_size), disable=not progress, desc="tiles"):
+            batch = tiles[start:start + batch_size]
+            inputs = torch.stack([padded[n, :, y:y + tile_size, x:x + tile_size] for n, y, x in batch])
+            outputs = predict_tiles(model, inputs, tta=tta, activation=activation)  # (B, K, out_tile + 2·context, …)
+            _check_output(outputs, tile_size, model_margin)
+            outputs = outputs[..., context:context + out_tile, context:context + out_tile]
+            if total.shape[1] == 0:  # the number of classes is known after the first batch
+                total = total.new_zeros((num_images, outputs.shape[1]) + total.shape[2:])
+            for output, (n, y, x) in zip(outputs, batch):
+                total[n, :, y:y + out_tile, x:x + out_tile] += output
+                counts[n, :, y:y + out_tile, x:x + out_tile] += 1
+    finally:
+        for module, mode in modes:  # model.train(mode) would overwrite submodules frozen on purpose
+            module.training = mode
+    result = (total / counts)[..., :height, :width].to(images.device)
+    return result[0] if single else result
+
+
+def _checked_images(image: torch.Tensor | np.ndarray, tile_size: int | None, batch_size: int,
+                    activation: str | None) -> torch.Tensor:
+    """``image`` as a tensor, with every argument of :func:`predict_tiled` checked before any work."""
     images = torch.as_tensor(image)
     if images.ndim not in (3, 4):
         raise ValueError(f"image must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}; "
@@ -145,76 +185,41 @@ def predict_tiled(
     if images.is_floating_point() and not bool(torch.isfinite(images).all()):
         raise ValueError("image holds NaN or infinite values, which would blank every tile they reach; "
                          "replace them with finite numbers first")
-    single = images.ndim == 3
-    images = images[None] if single else images
-    num_images, channels, height, width = images.shape
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else images.device
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()  # dropout off, batch norm uses its running statistics
-    try:
-        tile_size = _default_tile(model, tile_size, height, width, context)
-        if hasattr(model, "output_size"):
-            try:
-                model.output_size(tile_size)
-            except ValueError as error:
-                raise ValueError(f"tile_size={tile_size} is not a valid input size: {error}") from None
-        model_margin = _margin_of(model, channels, tile_size, device, dtype)
-        if context is None:
-            context = 0 if model_margin > 0 else tile_size // 8
-        margin = model_margin + context
-        out_tile = tile_size - 2 * margin
-        step = out_tile // _alignment(model) * _alignment(model)
-        if step < 1:
-            raise ValueError(f"tile_size={tile_size} leaves {out_tile} output pixels per tile after cutting "
-                             f"{margin} px of context per side, fewer than the model's alignment of "
-                             f"{_alignment(model)} px; use a larger tile_size.")
-        rows = [step * k for k in range(1 + math.ceil(max(height - out_tile, 0) / step))]
-        cols = [step * k for k in range(1 + math.ceil(max(width - out_tile, 0) / step))]
-        padded = mirror_pad(images.to(device, dtype), margin, rows[-1] + out_tile + margin - height,
-                            margin, cols[-1] + out_tile + margin - width)
-        tiles = [(n, y, x) for n in range(num_images) for y in rows for x in cols]
-        total = counts = None
-        for start in tqdm(range(0, len(tiles), batch_size), disable=not progress, desc="tiles"):
-            batch = tiles[start:start + batch_size]
-            inputs = torch.stack([padded[n, :, y:y + tile_size, x:x + tile_size] for n, y, x in batch])
-            outputs = _predict(model, inputs, tta, activation)  # (B, K, out_tile + 2·context, ...)
-            if outputs.shape[-1] != tile_size - 2 * model_margin or outputs.shape[-2] != outputs.shape[-1]:
-                raise ValueError(f"the model mapped a {tile_size}-px tile to {tuple(outputs.shape[-2:])}, "
-                                 f"expected {tile_size - 2 * model_margin} px per side (margin {model_margin}).")
-            outputs = outputs[..., context:context + out_tile, context:context + out_tile]
-            if total is None:
-                shape = (num_images, outputs.shape[1], rows[-1] + out_tile, cols[-1] + out_tile)
-                total = torch.zeros(shape, device=device, dtype=torch.float32)
-                counts = torch.zeros((num_images, 1) + shape[2:], device=device, dtype=torch.float32)
-            for output, (n, y, x) in zip(outputs, batch):
-                total[n, :, y:y + out_tile, x:x + out_tile] += output
-                counts[n, :, y:y + out_tile, x:x + out_tile] += 1
-    finally:
-        for module, mode in modes:  # model.train(mode) would overwrite submodules frozen on purpose
-            module.training = mode
-    result = (total / counts)[..., :height, :width].to(images.device)
-    return result[0] if single else result
+    return images
 
 
-def _default_tile(model: nn.Module, tile_size: int | None, height: int, width: int,
-                  context: int | None) -> int:
-    if tile_size is not None:
-        return int(tile_size)
-    if not hasattr(model, "valid_input_size"):
-        return 512
-    if getattr(model, "margin", 0) == 0:
-        return model.valid_input_size(512)
-    # a valid model: the paper's tile, or a smaller one that covers a small image in one go
-    needed = max(height, width) + 2 * (model.margin + (context or 0))
-    return model.valid_input_size(min(PAPER_TILE, needed))
+def _tile_grid(model: nn.Module, tile_size: int, margin: int, height: int,
+               width: int) -> tuple[int, int, list[int], list[int]]:
+    """``(margin, out_tile, rows, cols)``: the top-left corners of the output tiles covering the image."""
+    out_tile = tile_size - 2 * margin
+    step = out_tile // alignment(model) * alignment(model)
+    if step < 1:
+        raise ValueError(f"tile_size={tile_size} leaves {out_tile} output pixels per tile after cutting "
+                         f"{margin} px of context per side, fewer than the model's alignment of "
+                         f"{alignment(model)} px; use a larger tile_size.")
+    rows = [step * k for k in range(1 + math.ceil(max(height - out_tile, 0) / step))]
+    cols = [step * k for k in range(1 + math.ceil(max(width - out_tile, 0) / step))]
+    return margin, out_tile, rows, cols
 
 
-def _predict(model: nn.Module, inputs: torch.Tensor, tta: bool,
-             activation: Literal["softmax", "sigmoid"] | None) -> torch.Tensor:
-    """Model outputs for a batch of square tiles, averaged over the 8 flips/rotations if ``tta``."""
+def _check_output(outputs: torch.Tensor, tile_size: int, model_margin: int) -> None:
+    expected = tile_size - 2 * model_margin
+    if outputs.shape[-1] != expected or outputs.shape[-2] != expected:
+        raise ValueError(f"the model mapped a {tile_size}-px tile to {tuple(outputs.shape[-2:])}, "
+                         f"expected {expected} px per side (margin {model_margin}).")
+
+
+@torch.no_grad()
+def predict_tiles(model: nn.Module, inputs: torch.Tensor, *, tta: bool = False,
+                  activation: Literal["softmax", "sigmoid"] | None = "softmax") -> torch.Tensor:
+    """Model outputs for a batch of square tiles, averaged over the 8 flips/rotations if ``tta``.
+
+    Each transformed tile is predicted, its ``activation`` applied, the transform undone,
+    and the results averaged: probabilities are averaged, not logits. Chapter 7 shows it.
+
+    Shape:
+        ``(B, C, T, T)`` → ``(B, K, t, t)`` float32.
+    """
     transforms = dihedral_transforms() if tta else [(0, False)]
     mean = None
     for turns, flip in transforms:

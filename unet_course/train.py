@@ -9,6 +9,7 @@ bar, validates every ``eval_every`` steps and writes atomic checkpoints that
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -26,16 +27,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import elastic_deform
+from .budget import best_device
 from .data.download import atomic_file
-from .losses import weighted_cross_entropy
+from .losses import center_crop, weighted_cross_entropy
 from .metrics import iou
+from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
 from .tiling import mirror_pad, predict_tiled
-from .weights import class_weight_map, instances_from_mask, unet_weight_map
+from .weights import check_border_args, class_weight_map, instances_from_mask, unet_weight_map
 
-__all__ = ["History", "CheckpointError", "TrainingDiverged", "fit", "load_checkpoint", "save_checkpoint", "paper_augmentation", "prepare_weights", "scheduled_lr",
-           "autocast_dtype"]
+__all__ = ["History", "CheckpointError", "TrainingDiverged", "fit", "evaluate", "paper_loss", "load_checkpoint",
+           "save_checkpoint", "paper_augmentation", "prepare_samples", "random_tiles", "loss_weight_map",
+           "scheduled_lr", "autocast_dtype", "LOSS_WEIGHTS", "LR_SCHEDULES"]
 
-Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image (C, H, W), mask (H, W), weight (H, W)
+Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image (C, H, W), mask (H, W), weight map (H, W)
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
 
 
@@ -61,6 +65,23 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_iou: list[float] = field(default_factory=list)
     seconds_per_step: list[float] = field(default_factory=list)
+
+    def record(self, step: int, loss: float, seconds: float) -> None:
+        """Append one training step: its number (1-based), loss and duration."""
+        self.step.append(step)
+        self.loss.append(loss)
+        self.seconds_per_step.append(seconds)
+
+    def record_validation(self, step: int, loss: float, iou: float) -> None:
+        """Append one validation: the step it followed, the held-out loss and mean IoU."""
+        self.val_step.append(step)
+        self.val_loss.append(loss)
+        self.val_iou.append(iou)
+
+    def last_validation(self, window: int = 20) -> str:
+        """The last validation as one line, with the mean step time of the last ``window`` steps."""
+        return (f"step {self.val_step[-1]}: loss {self.smoothed_loss()[-1]:.4f}, val loss {self.val_loss[-1]:.4f}, "
+                f"val IoU {self.val_iou[-1]:.3f}, {1000 * np.mean(self.seconds_per_step[-window:]):.0f} ms/step")
 
     def smoothed_loss(self, window: int = 20) -> np.ndarray:
         """Running mean of the training loss over ``window`` steps (shorter at the start)."""
@@ -122,21 +143,25 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"or use an intact copy") from None
 
 
-def prepare_weights(mask: torch.Tensor, weights: str | None, *, w0: float = 10.0, sigma: float = 5.0) -> torch.Tensor:
-    """The per-pixel loss weights for one ``(H, W)`` mask.
+LOSS_WEIGHTS = ("balanced", "unet", None)
 
-    ``"unet"``: the paper's map (class balance + separation-border term, with cells taken as
-    the connected components of the foreground); ``"balanced"``: class balance only;
-    ``None``: all ones.
+
+def loss_weight_map(mask: torch.Tensor, loss_weights: str | None, *, w0: float = 10.0,
+                    border_sigma: float = 5.0) -> torch.Tensor:
+    """The per-pixel loss weights ``(H, W)`` float32 of one ``(H, W)`` class mask.
+
+    ``loss_weights="unet"``: the paper's map (class balance + separation-border term, with cells
+    taken as the 4-connected components of the foreground); ``"balanced"``: class balance
+    only; ``None``: all ones. Chapter 5 teaches the map, chapter 6 trains with it.
     """
-    if weights is None:
+    if loss_weights is None:
         return torch.ones(mask.shape, dtype=torch.float32)
-    if weights == "balanced":
+    if loss_weights == "balanced":
         return torch.as_tensor(class_weight_map(mask.numpy()), dtype=torch.float32)
-    if weights == "unet":
+    if loss_weights == "unet":
         cells = instances_from_mask(mask.numpy() > 0)
-        return torch.as_tensor(unet_weight_map(cells, w0=w0, sigma=sigma), dtype=torch.float32)
-    raise ValueError(f"weights must be 'unet', 'balanced' or None, got {weights!r}")
+        return torch.as_tensor(unet_weight_map(cells, w0=w0, border_sigma=border_sigma), dtype=torch.float32)
+    raise ValueError(f"loss_weights must be 'unet', 'balanced' or None, got {loss_weights!r}")
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -172,86 +197,220 @@ def autocast_dtype(device: torch.device | str, amp: bool | str | None = None) ->
     return torch.bfloat16 if amp is True else None
 
 
-def paper_augmentation(grid: int = 3, sigma: float = 10.0) -> Augment:
-    """The paper's augmentation: a random flip/90° rotation, then elastic deformation."""
+def paper_augmentation(grid: int = 3, elastic_sigma: float = 10.0) -> Augment:
+    """The paper's augmentation: a random flip/90° rotation, then elastic deformation (chapter 4)."""
 
-    def augment(images, masks, weights, generator):
+    def augment(images, masks, weight_maps, generator):
         k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
-        images, masks, weights = (torch.rot90(t, k, dims=(-2, -1)) for t in (images, masks, weights))
+        images, masks, weight_maps = (torch.rot90(t, k, dims=(-2, -1)) for t in (images, masks, weight_maps))
         if flip % 2:
-            images, masks, weights = (t.flip(-1) for t in (images, masks, weights))
-        return tuple(elastic_deform(images, masks, weights, grid=grid, sigma=sigma, generator=generator))
+            images, masks, weight_maps = (t.flip(-1) for t in (images, masks, weight_maps))
+        return tuple(elastic_deform(images, masks, weight_maps, grid=grid, elastic_sigma=elastic_sigma,
+                                    generator=generator))
 
     return augment
 
 
-def _samples(data, weights: str | None, padding: int, w0: float, sigma: float) -> list[Sample]:
-    """Every training item as (image, mask, weight), mirror-padded by the model's margin."""
+def prepare_samples(data, loss_weights: str | None, *, margin: int = 0, num_classes: int | None = None,
+                    w0: float = 10.0, border_sigma: float = 5.0, progress: bool = False) -> list[Sample]:
+    """Every item of ``data`` as ``(image (C, H, W), mask (H, W), weight_map (H, W))``, mirror-padded by ``margin``.
+
+    Items that bring a weight map keep it; the others get :func:`loss_weight_map`. Masks must
+    hold classes ``0..num_classes-1`` and weight maps be finite and >= 0: a bad item fails
+    here, naming itself, before the first training step.
+    """
+    if loss_weights not in LOSS_WEIGHTS:
+        raise ValueError(f"loss_weights must be 'unet', 'balanced' or None, got {loss_weights!r}")
     samples = []
-    for item in tqdm((data[i] for i in range(len(data))), total=len(data), desc="weight maps", leave=False,
-                     disable=weights != "unet" or len(data) < 5):
+    for index in tqdm(range(len(data)), desc="weight maps", leave=False,
+                      disable=not progress or loss_weights != "unet" or len(data) < 5):
+        item = data[index]
         image, mask = item[0].float(), item[1].long()
-        weight = item[2].float() if len(item) > 2 else prepare_weights(mask, weights, w0=w0, sigma=sigma)
-        if padding:  # mirror_pad, unlike F.pad, allows images smaller than the margin
-            image, mask, weight = (mirror_pad(t, padding, padding, padding, padding) for t in (image, mask, weight))
-        samples.append((image, mask, weight))
+        weight_map = (item[2].float() if len(item) > 2
+                      else loss_weight_map(mask, loss_weights, w0=w0, border_sigma=border_sigma))
+        _check_sample(index, mask, weight_map, num_classes)
+        if margin:  # mirror_pad, unlike F.pad, allows images smaller than the margin
+            image, mask, weight_map = (mirror_pad(t, margin) for t in (image, mask, weight_map))
+        samples.append((image, mask, weight_map))
     return samples
 
 
-def _check_samples(samples: list[Sample], num_classes: int | None) -> None:
-    """Masks hold classes of the model and weights are finite and >= 0, before the first step."""
-    for index, (_, mask, weight) in enumerate(samples):
-        if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
-            values = mask.unique().tolist()
-            shown = values if len(values) <= 8 else values[:5] + ["…", values[-1]]
-            raise ValueError(f"training mask {index} holds the values {shown}, but the model has {num_classes} "
-                             f"classes (0..{num_classes - 1}); map the mask's values to class indices")
-        if not bool((torch.isfinite(weight) & (weight >= 0)).all()):
-            raise ValueError(f"training item {index} has negative or non-finite loss weights; weights must be "
-                             f"finite and >= 0")
+def _check_sample(index: int, mask: torch.Tensor, weight_map: torch.Tensor, num_classes: int | None) -> None:
+    if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
+        values = mask.unique().tolist()
+        shown = values if len(values) <= 8 else values[:5] + ["…", values[-1]]
+        raise ValueError(f"training mask {index} holds the values {shown}, but the model has {num_classes} "
+                         f"classes (0..{num_classes - 1}); map the mask's values to class indices")
+    if not bool((torch.isfinite(weight_map) & (weight_map >= 0)).all()):
+        raise ValueError(f"training item {index} has negative or non-finite loss weights; weights must be "
+                         f"finite and >= 0")
 
 
-def _random_tiles(samples: list[Sample], batch_size: int, tile: int, generator: torch.Generator) -> Sample:
-    """A batch of random ``tile × tile`` crops, one random image each."""
-    images, masks, weights = [], [], []
+def random_tiles(samples: list[Sample], batch_size: int, tile_size: int, generator: torch.Generator) -> Sample:
+    """A batch ``(images (B, C, T, T), masks (B, T, T), weight_maps (B, T, T))`` of random crops, one random item each."""
+    images, masks, weight_maps = [], [], []
     for index in torch.randint(0, len(samples), (batch_size,), generator=generator).tolist():
-        image, mask, weight = samples[index]
+        image, mask, weight_map = samples[index]
         height, width = mask.shape
-        if height < tile or width < tile:
-            raise ValueError(
-                f"Training image {index} is {height}×{width} (after mirror padding) but the tile is "
-                f"{tile}×{tile}. Use a smaller tile_size or larger images."
-            )
-        top = int(torch.randint(0, height - tile + 1, (1,), generator=generator))
-        left = int(torch.randint(0, width - tile + 1, (1,), generator=generator))
-        images.append(image[:, top : top + tile, left : left + tile])
-        masks.append(mask[top : top + tile, left : left + tile])
-        weights.append(weight[top : top + tile, left : left + tile])
-    return torch.stack(images), torch.stack(masks), torch.stack(weights)
-
-
-def _whole_image_tile(model: nn.Module, height: int, width: int) -> int:
-    """The smallest tile that covers a whole image in one forward pass (cheapest for validation)."""
-    side = max(height, width)
-    if hasattr(model, "valid_input_size"):
-        return model.valid_input_size(side + 2 * int(getattr(model, "margin", 0)))
-    return -(-side // 32) * 32  # same-size encoders usually downsample by 32
+        if height < tile_size or width < tile_size:
+            raise ValueError(f"training image {index} is {height}×{width} (after mirror padding) but the tile is "
+                             f"{tile_size}×{tile_size}; use a smaller tile_size or larger images")
+        top = int(torch.randint(0, height - tile_size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - tile_size + 1, (1,), generator=generator))
+        window = (slice(top, top + tile_size), slice(left, left + tile_size))
+        images.append(image[(slice(None), *window)])
+        masks.append(mask[window])
+        weight_maps.append(weight_map[window])
+    return torch.stack(images), torch.stack(masks), torch.stack(weight_maps)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, *, device: torch.device | None = None, tile_size: int | None = None) -> dict:
+def evaluate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
     """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions).
 
-    ``tile_size`` defaults to one tile covering each whole image.
+    ``data`` yields ``(image (C, H, W), mask (H, W), ...)``; ``tile_size`` defaults to one
+    tile covering each whole image. :func:`fit` validates with it; chapters 4 and 6 use it.
+    Returns ``{"loss": float, "iou": float}``.
     """
     losses, ious = [], []
     for index in range(len(data)):
         image, mask = data[index][:2]
-        tile = tile_size or _whole_image_tile(model, *mask.shape)
+        tile = tile_size or whole_image_tile_size(model, *mask.shape)
         probabilities = predict_tiled(model, image[None].to(device), tile_size=tile).cpu()
         losses.append(float(F.nll_loss(torch.log(probabilities.clamp_min(1e-8)), mask[None].long())))
         ious.append(float(np.nanmean(iou(probabilities[0].argmax(0), mask, num_classes=probabilities.shape[1]))))
     return {"loss": float(np.mean(losses)), "iou": float(np.nanmean(ious))}
+
+
+def paper_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor) -> torch.Tensor:
+    """The paper's energy function, eq. (1): :func:`weighted_cross_entropy` on the cropped target; ``fit``'s default."""
+    return weighted_cross_entropy(logits, target, weight_map)
+
+
+def _takes_weight_map(loss: Callable) -> bool:
+    """Whether ``loss`` takes a third positional argument (the weight map) besides logits and target."""
+    function = loss.forward if isinstance(loss, nn.Module) else loss
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def _model_description(model: nn.Module) -> dict:
+    """What a checkpoint records of the model's shape, to refuse resuming into another one."""
+    described = {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
+    for name in ("in_channels", "num_classes", "base_channels", "depth", "padding", "batch_norm"):
+        if isinstance(getattr(model, name, None), (int, str, bool)):
+            described[name] = getattr(model, name)
+    return described
+
+
+class _Trainer:
+    """The state of one run: model, SGD optimizer, gradient scaler, random stream; one step, save, restore."""
+
+    def __init__(self, model: nn.Module, *, lr: float, momentum: float, device: torch.device, amp: bool | str | None,
+                 channels_last: bool | None, compile: bool, seed: int, loss: Callable | None) -> None:
+        self.model, self.device = model.to(device), device
+        self.amp_dtype = autocast_dtype(device, amp)
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.step_model = torch.compile(model) if compile else model
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        # fp16 gradients of small losses underflow; the scaler multiplies the loss and unscales before the step.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.loss = loss or paper_loss
+        self.pass_weight_map = loss is None or _takes_weight_map(loss)
+        torch.manual_seed(seed)
+
+    def step(self, batch: Sample, lr: float, step: int) -> float:
+        """One SGD step on a batch of tiles at learning rate ``lr``; returns the loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        images, masks, weight_maps = (t.to(self.device) for t in batch)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            logits = self.step_model(images)
+        loss = self._loss(logits.float(), masks, weight_maps)
+        if not torch.isfinite(loss):  # stop before the update: the model and the last checkpoint stay as they were
+            raise TrainingDiverged(f"training diverged at step {step + 1} (loss {loss.item()}), so it stopped and "
+                                   f"kept the last checkpoint; lower lr (now {lr}) or check the data", step + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    def _loss(self, logits: torch.Tensor, masks: torch.Tensor, weight_maps: torch.Tensor) -> torch.Tensor:
+        """The loss on the target cropped to the output (a valid U-Net's output is smaller than its tile)."""
+        size = tuple(logits.shape[-2:])
+        if size != tuple(masks.shape[-2:]):
+            masks, weight_maps = center_crop(masks, size), center_crop(weight_maps, size)
+        arguments = (logits, masks, weight_maps) if self.pass_weight_map else (logits, masks)
+        try:
+            loss = self.loss(*arguments)
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            if self.loss is paper_loss:
+                raise
+            raise ValueError(f"the loss {getattr(self.loss, '__name__', type(self.loss).__name__)} failed on logits "
+                             f"{tuple(logits.shape)} and a target {tuple(masks.shape)} cropped to the output ({error}); "
+                             f"fit calls loss(logits (N, K, h, w), target (N, h, w) int64[, weight_map (N, h, w)]) "
+                             f"and needs a scalar back") from error
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ValueError(f"the loss must return a scalar tensor, got {type(loss).__name__} of shape "
+                             f"{tuple(getattr(loss, 'shape', ()))}; reduce it with .mean()")
+        return loss
+
+    def save(self, path: str | os.PathLike | None, step: int, history: History, settings: dict) -> None:
+        if path is not None:
+            save_checkpoint(path, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), step=step,
+                            scaler=self.scaler.state_dict(), generator=self.generator.get_state(),
+                            torch_rng=torch.get_rng_state(), history=asdict(history), settings=settings)
+
+    def restore(self, path: str | os.PathLike, settings: dict, steps: int) -> tuple[History, int]:
+        """The history and step of the checkpoint at ``path``, after checking it was trained the same way."""
+        state = load_checkpoint(path, map_location=self.device)
+        if int(state["step"]) > steps:
+            raise ValueError(f"the checkpoint {path} is at step {state['step']}, past steps={steps}; steps is "
+                             f"the total, so pass steps >= {state['step']} to continue it")
+        recorded = state.get("settings", {})
+        differ = [f"{key} {recorded[key]!r} there, {settings[key]!r} here" for key in settings
+                  if key in recorded and key != "steps" and recorded[key] != settings[key]]
+        if differ:
+            raise ValueError(f"cannot resume {path}: it was trained with other settings ({'; '.join(differ)}); "
+                             f"pass the recorded settings, or train a new checkpoint")
+        if settings["lr_schedule"] != "constant" and recorded.get("steps", steps) != steps:
+            warnings.warn(f"resuming a {settings['lr_schedule']} schedule planned for {recorded['steps']} steps to "
+                          f"{steps}: the learning rate follows the new length from step {state['step']} on",
+                          stacklevel=3)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.scaler.load_state_dict(state["scaler"])
+        return History(**state["history"]), int(state["step"])
+
+
+def _check_arguments(steps: int, lr: float, momentum: float, batch_size: int, w0: float, border_sigma: float,
+                     lr_schedule: str, resume: bool, checkpoint) -> None:
+    """Every number of :func:`fit` in range, before any work."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; the paper's recipe here uses 0.003")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}; the paper uses 0.99")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 tile per step, got {batch_size}")
+    check_border_args(w0, border_sigma)
+    scheduled_lr(lr, 0, steps, lr_schedule)  # an unknown schedule fails here
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from: fit(..., checkpoint='run.pt')")
 
 
 def fit(
@@ -265,9 +424,10 @@ def fit(
     momentum: float = 0.99,
     batch_size: int = 1,
     tile_size: int | None = None,
-    weights: str | None = "balanced",
+    loss_weights: str | None = "balanced",
     w0: float = 10.0,
-    sigma: float = 5.0,
+    border_sigma: float = 5.0,
+    loss: Callable | None = None,
     augment: bool | Augment = True,
     eval_every: int | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -285,28 +445,34 @@ def fit(
 
     Args:
         model: maps ``(N, C, T, T)`` to ``(N, K, t, t)`` logits, centred (valid U-Net) or same size.
-        train_data: a dataset of ``(image (C, H, W), mask (H, W))`` or ``(image, mask, weight)``.
+        train_data: a dataset of ``(image (C, H, W), mask (H, W))`` or ``(image, mask, weight_map)``.
         val_data: like ``train_data``; evaluated whole, by overlap-tile, every ``eval_every`` steps.
         steps: total optimisation steps (with ``resume``, the total including earlier ones).
         lr: SGD learning rate. Default 0.003: with momentum 0.99 a step moves about 100× the
             gradient, and the loss is a mean over pixels.
+        lr_schedule: ``"constant"`` (default, the paper's) or ``"cosine"`` (half a cosine to 0).
         momentum: SGD momentum. Default 0.99, the paper's: each update averages ~100 tiles.
         batch_size: tiles per step. Default 1, the paper's choice (large tiles instead).
         tile_size: input tile side. Default: the model's valid size nearest 572 that the images allow.
-        weights: per-pixel loss weights when the data has none: ``"balanced"`` (default: class
-            balance), ``"unet"`` (the paper's map with the border term, for touching objects;
+        loss_weights: per-pixel loss weights for items that bring none: ``"balanced"`` (default:
+            class balance), ``"unet"`` (the paper's map with the border term, for touching objects;
             compute it from instance labels and pass triples when you have them) or None.
-        w0, sigma: the border term of the weight map. Defaults 10 and 5 px, the paper's.
+        w0, border_sigma: the border term of the weight map. Defaults 10 and 5 px, the paper's.
+        loss: ``loss(logits (N, K, h, w), target (N, h, w)[, weight_map (N, h, w)]) -> scalar``;
+            the target and weight map arrive cropped to the logits' size, and the weight map is
+            passed when the loss takes a third argument. Default: the paper's weighted
+            cross-entropy (:func:`paper_loss`). Chapter 5 trains with Dice and focal losses.
         augment: True (default) for flips/rotations + elastic deformation, False for none,
-            or a callable ``(images, masks, weights, generator) -> (images, masks, weights)``.
+            or a callable ``(images, masks, weight_maps, generator) -> (images, masks, weight_maps)``.
         eval_every: validate every this many steps. Default: 10 times per run.
         checkpoint: file to write the checkpoint to (atomically). Default None.
         checkpoint_every: also write it every this many steps. Default: only at the end.
-        resume: continue from ``checkpoint`` exactly where it stopped. If the file does not
-            exist yet, training starts at step 0 and a warning says so (the command line
-            refuses instead); a checkpoint past ``steps`` is refused.
-        device: where to train. Default :func:`unet_course.device`.
-        seed: seeds the tile sampling, augmentation and dropout; CPU runs repeat exactly.
+        resume: continue from ``checkpoint`` exactly where it stopped, refusing a checkpoint
+            trained with other settings (tile, lr, schedule, momentum, batch, loss weights,
+            model shape). If the file does not exist yet, training starts at step 0 and a warning
+            says so (the command line refuses instead); a checkpoint past ``steps`` is refused.
+        device: where to train. Default :func:`unet_course.best_device`.
+        seed: seeds the initial weights' dropout, tile sampling and augmentation; CPU runs repeat exactly.
         amp: mixed precision, chosen by :func:`autocast_dtype`. Default None: on CUDA, bf16
             where the GPU computes it natively (compute capability 8.0 and up: A100, L4, H100)
             and fp16 with gradient scaling where it does not (T4, V100: bf16 would be emulated
@@ -314,7 +480,8 @@ def fit(
             ``"fp16"`` force one (fp16 always with a gradient scaler, saved in the checkpoint).
         channels_last: channels-last memory format. Default: on for CUDA.
         compile: wrap the model in ``torch.compile``. Default False.
-        progress: show a tqdm progress bar with the running loss. Default True.
+        progress: show a progress bar with the running loss and print each validation. Default
+            True; False prints nothing.
         callback: called with the history after every validation (for live plots).
 
     Returns:
@@ -323,7 +490,8 @@ def fit(
     Raises:
         ValueError: a bad argument (``lr`` not positive and finite, ``batch_size < 1``, ...),
             masks with values that are not classes of the model, negative or non-finite loss
-            weights, or a checkpoint to resume that is already past ``steps``.
+            weights, a loss that fails on the cropped target, or a checkpoint to resume that
+            is past ``steps`` or was trained with other settings.
         TrainingDiverged: the loss became NaN or infinite; the last checkpoint written is kept.
 
     Example:
@@ -331,123 +499,48 @@ def fit(
         >>> history = fit(UNet(base_channels=4, depth=2), SyntheticMembranes(2, 64), steps=2, progress=False)
         >>> len(history.loss)
         2
+
+    Chapter 6 teaches it.
     """
-    from .budget import device as best_device
-
+    _check_arguments(steps, lr, momentum, batch_size, w0, border_sigma, lr_schedule, resume, checkpoint)
     device = torch.device(device) if device is not None else best_device()
-    amp_dtype = autocast_dtype(device, amp)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; the paper's recipe here uses 0.003")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}; the paper uses 0.99")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1 tile per step, got {batch_size}")
-    if not (w0 >= 0 and math.isfinite(w0)) or not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"w0 must be finite and >= 0 and sigma finite and > 0, got w0={w0!r}, sigma={sigma!r}; "
-                         f"the paper uses w0=10, sigma=5")
-    scheduled_lr(lr, 0, steps, lr_schedule)  # an unknown schedule fails here, before any work
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs the checkpoint path to resume from: fit(..., checkpoint='run.pt')")
-
-    margin = int(getattr(model, "margin", 0))
-    samples = _samples(train_data, weights, margin, w0, sigma)
-    _check_samples(samples, getattr(model, "num_classes", None))
-    smallest = min(min(mask.shape) for _, mask, _ in samples)
-    tile_size = tile_size or _default_tile(model, smallest)
-    if hasattr(model, "valid_input_size") and model.valid_input_size(tile_size) != tile_size:
-        nearest = model.nearest_valid_sizes(tile_size)
-        raise ValueError(f"tile_size {tile_size} is not a valid input size for this model; nearest valid: {nearest}")
+    samples = prepare_samples(train_data, loss_weights, margin=int(getattr(model, "margin", 0)), w0=w0,
+                              border_sigma=border_sigma, num_classes=getattr(model, "num_classes", None),
+                              progress=progress)
+    smallest_side = min(min(mask.shape) for _, mask, _ in samples)
+    tile_size = check_tile_size(tile_size or training_tile_size(model, smallest_side), model)
     augment = paper_augmentation() if augment is True else augment or None
-
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    # fp16 gradients of small losses underflow; the scaler multiplies the loss and unscales before the step.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    generator = torch.Generator().manual_seed(seed)
+    settings = {"tile_size": tile_size, "lr": lr, "lr_schedule": lr_schedule, "momentum": momentum,
+                "batch_size": batch_size, "loss_weights": loss_weights, "w0": w0, "border_sigma": border_sigma,
+                **_model_description(model), "steps": steps}
+    trainer = _Trainer(model, lr=lr, momentum=momentum, device=device, amp=amp, channels_last=channels_last,
+                       compile=compile, seed=seed, loss=loss)
     history, start = History(), 0
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
-        if int(state["step"]) > steps:
-            raise ValueError(f"the checkpoint {checkpoint} is at step {state['step']}, past steps={steps}; steps is "
-                             f"the total, so pass steps >= {state['step']} to continue it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        history, start = History(**state["history"]), int(state["step"])
-    else:
-        if resume:
-            warnings.warn(f"resume=True but there is no checkpoint at {checkpoint} yet: training starts at step 0",
-                          stacklevel=2)
-        torch.manual_seed(seed)
+    if resume and Path(checkpoint).exists():
+        history, start = trainer.restore(checkpoint, settings, steps)
+    elif resume:
+        warnings.warn(f"resume=True but there is no checkpoint at {checkpoint} yet: training starts at step 0",
+                      stacklevel=2)
     eval_every = eval_every or max(1, steps // 10)
-    step_model = torch.compile(model) if compile else model
-
-    def save(step: int) -> None:
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
-                            scaler=scaler.state_dict(),
-                            generator=generator.get_state(), torch_rng=torch.get_rng_state(),
-                            history=asdict(history), tile_size=tile_size, lr=lr, momentum=momentum)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", disable=not progress)
     for step in bar:
         began = time.perf_counter()
-        for group in optimizer.param_groups:  # a function of the step alone, so resuming needs no extra state
-            group["lr"] = scheduled_lr(lr, step, steps, lr_schedule)
-        model.train()
-        images, masks, pixel_weights = _random_tiles(samples, batch_size, tile_size, generator)
+        batch = random_tiles(samples, batch_size, tile_size, trainer.generator)
         if augment is not None:
-            images, masks, pixel_weights = augment(images, masks, pixel_weights, generator)
-        images, masks, pixel_weights = images.to(device), masks.to(device), pixel_weights.to(device)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = step_model(images)
-        loss = weighted_cross_entropy(logits.float(), masks, pixel_weights, crop=True)
-        if not torch.isfinite(loss):  # stop before the update: the model and the last checkpoint stay as they were
-            raise TrainingDiverged(f"training diverged at step {step + 1} (loss {loss.item()}), so it stopped and "
-                                   f"kept the last checkpoint; lower lr (now {lr}) or check the data", step + 1)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-        history.step.append(step + 1)
-        history.loss.append(float(loss.detach()))
-        history.seconds_per_step.append(time.perf_counter() - began)
+            batch = augment(*batch, trainer.generator)
+        history.record(step + 1, trainer.step(batch, scheduled_lr(lr, step, steps, lr_schedule), step),
+                       time.perf_counter() - began)
         bar.set_postfix(loss=f"{history.smoothed_loss()[-1]:.4f}")
-        done = step + 1 == steps
-        if val_data is not None and ((step + 1) % eval_every == 0 or done):
-            figures = evaluate(model, val_data, device=device)
-            history.val_step.append(step + 1)
-            history.val_loss.append(figures["loss"])
-            history.val_iou.append(figures["iou"])
-            bar.write(f"step {step + 1}: loss {history.smoothed_loss()[-1]:.4f}, val loss {figures['loss']:.4f}, "
-                      f"val IoU {figures['iou']:.3f}, {1000 * np.mean(history.seconds_per_step[-eval_every:]):.0f} ms/step")
+        if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            history.record_validation(step + 1, **evaluate(model, val_data, device=device))
+            if progress:
+                bar.write(history.last_validation(eval_every))
             if callback is not None:
                 callback(history)
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and not done:
-            save(step + 1)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            trainer.save(checkpoint, step + 1, history, settings)
     bar.close()
-    save(steps)
+    trainer.save(checkpoint, steps, history, settings)
     model.eval()
     return history
-
-
-def _default_tile(model: nn.Module, smallest: int) -> int:
-    """The paper's 572 where the images allow, else the largest valid tile that fits."""
-    size = min(572, smallest)
-    if hasattr(model, "valid_input_size"):
-        candidates = [s for s in model.nearest_valid_sizes(size) if s is not None and s <= smallest]
-        if not candidates:
-            raise ValueError(f"Images of {smallest} pixels (after padding) are too small for this model.")
-        return max(candidates)
-    return size

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 
-__all__ = ["to_numpy", "overlay", "show_grid", "show_source", "label_colors"]
+from .arrays import to_numpy
+
+__all__ = ["as_image", "overlay", "show_grid", "show_source", "label_colors"]
 
 
-def to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    """A numpy copy of an array or tensor; ``(1, H, W)`` and ``(H, W, 1)`` become ``(H, W)``."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
+def as_image(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An array in the layout ``imshow`` draws: ``(C, H, W)`` becomes ``(H, W, C)``, one channel ``(H, W)``."""
+    array = to_numpy(array)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = np.moveaxis(array, 0, -1)
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
@@ -58,7 +58,7 @@ def overlay(
     Returns:
         The axes drawn on.
     """
-    image, mask = to_numpy(image), to_numpy(mask).astype(np.int64)
+    image, mask = as_image(image), as_image(mask).astype(np.int64)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(image, cmap="gray")
@@ -90,7 +90,7 @@ def show_grid(
     for index, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if index < len(images):
-            ax.imshow(to_numpy(images[index]), cmap=cmap, interpolation="nearest")
+            ax.imshow(as_image(images[index]), cmap=cmap, interpolation="nearest")
             if titles is not None:
                 ax.set_title(titles[index])
     fig.tight_layout()

@@ -17,11 +17,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .arrays import label_components, to_numpy
+
 __all__ = [
     "separation_border",
     "semantic_target",
     "instances_from_mask",
     "class_weight_map",
+    "border_term",
     "border_weight_map",
     "unet_weight_map",
 ]
@@ -29,15 +32,13 @@ __all__ = [
 Array = np.ndarray | torch.Tensor
 
 # Where the border term cannot reach this value it is not computed but left at 0: no loss
-# changes in any visible digit, and skipping it is what makes the map fast (`_border_term`).
+# changes in any visible digit, and skipping it is what makes the map fast (`border_term`).
 TOLERANCE = 1e-6
 
 
 def _as_batch(array: Array, name: str, *, integer: bool = True) -> tuple[np.ndarray, bool]:
     """``array`` as a numpy ``(N, H, W)`` array, and whether it came as a single ``(H, W)``."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
+    array = to_numpy(array)
     if array.ndim not in (2, 3):
         raise ValueError(
             f"{name} must be (H, W) or (N, H, W), got shape {tuple(array.shape)}. "
@@ -136,7 +137,7 @@ def semantic_target(labels: Array) -> Array:
     return _like(target.astype(np.uint8), single, labels, torch.int64)
 
 
-def instances_from_mask(mask: Array, connectivity: int = 1) -> Array:
+def instances_from_mask(mask: Array, connectivity: int = 4) -> Array:
     """Instance labels from a binary interior mask (ISBI 2012: 1 = interior, 0 = membrane).
 
     Each connected component of nonzero pixels becomes one cell, numbered ``1..K`` per
@@ -144,8 +145,9 @@ def instances_from_mask(mask: Array, connectivity: int = 1) -> Array:
 
     Args:
         mask: nonzero = cell interior, 0 = background or membrane.
-        connectivity: ``1`` joins pixels sharing an edge (default; a diagonal gap in a
-            thin membrane keeps two cells apart), ``2`` also joins diagonal neighbours.
+        connectivity: ``4`` joins pixels sharing an edge (default; a diagonal gap in a
+            thin membrane keeps two cells apart), ``8`` also joins diagonal neighbours,
+            as in :func:`~unet_course.metrics.rand_error`.
 
     Returns:
         Labels: numpy ``int32``, or a ``torch.int64`` tensor on the input's device.
@@ -161,13 +163,8 @@ def instances_from_mask(mask: Array, connectivity: int = 1) -> Array:
 
     Taught in chapter 5 (the energy function), to weight ISBI-style membrane masks.
     """
-    if connectivity not in (1, 2):
-        raise ValueError(f"connectivity must be 1 (edges) or 2 (edges and corners), got {connectivity!r}")
     batch, single = _as_batch(mask, "mask", integer=False)
-    structure = ndimage.generate_binary_structure(2, connectivity)
-    labels = np.zeros(batch.shape, dtype=np.int32)
-    for image, out in zip(batch, labels):
-        ndimage.label(image != 0, structure=structure, output=out)
+    labels = np.stack([label_components(image != 0, connectivity) for image in batch])
     return _like(labels, single, mask, torch.int64)
 
 
@@ -227,8 +224,12 @@ def class_weight_map(target: Array, class_weights: str | Sequence[float] | None 
     return _like(result.astype(np.float32), single, target, torch.float32)
 
 
-def _border_term(cells: np.ndarray, w0: float, sigma: float) -> np.ndarray:
-    """Float64 ``(H, W)`` border term for one image of target cells (0 = target background).
+def border_term(cells: np.ndarray, w0: float = 10.0, border_sigma: float = 5.0) -> np.ndarray:
+    """Float64 ``(H, W)`` border term ``w0·exp(−(d1 + d2)² / 2σ²)`` of one image of target cells.
+
+    ``cells`` holds the cells of the training target (0 = target background, separation
+    borders included); the term is computed on its background pixels. This is the fast
+    part of :func:`border_weight_map`, shown in chapter 5.
 
     The direct recipe runs one distance transform over the whole image per cell. Here the
     term is only computed where it can reach ``TOLERANCE``: ``d1 + d2 < reach`` with
@@ -239,7 +240,7 @@ def _border_term(cells: np.ndarray, w0: float, sigma: float) -> np.ndarray:
     term = np.zeros(cells.shape)
     if w0 <= TOLERANCE:
         return term
-    reach = math.ceil(sigma * math.sqrt(2.0 * math.log(w0 / TOLERANCE)))
+    reach = math.ceil(border_sigma * math.sqrt(2.0 * math.log(w0 / TOLERANCE)))
     nearest = np.full(cells.shape, np.inf)  # d1
     second = np.full(cells.shape, np.inf)  # d2
     if cells.max(initial=0) > cells.size:  # huge ids would make find_objects' list huge
@@ -255,18 +256,19 @@ def _border_term(cells: np.ndarray, w0: float, sigma: float) -> np.ndarray:
         np.minimum(near, distance, out=near)
     background = cells == 0
     total = nearest[background] + second[background]  # inf where fewer than two cells are near
-    term[background] = w0 * np.exp(-(total**2) / (2.0 * sigma**2))
+    term[background] = w0 * np.exp(-(total**2) / (2.0 * border_sigma**2))
     return term
 
 
-def _check_border_args(w0: float, sigma: float) -> None:
+def check_border_args(w0: float, border_sigma: float) -> None:
+    """A ``ValueError`` unless ``w0`` is finite and >= 0 and ``border_sigma`` finite and > 0."""
     if not (w0 >= 0 and math.isfinite(w0)):
         raise ValueError(f"w0 must be finite and >= 0 (the paper uses 10), got {w0!r}")
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be finite and > 0 pixels (the paper uses about 5), got {sigma!r}")
+    if not (border_sigma > 0 and math.isfinite(border_sigma)):
+        raise ValueError(f"border_sigma must be finite and > 0 pixels (the paper uses about 5), got {border_sigma!r}")
 
 
-def border_weight_map(labels: Array, w0: float = 10.0, sigma: float = 5.0) -> Array:
+def border_weight_map(labels: Array, w0: float = 10.0, border_sigma: float = 5.0) -> Array:
     """The border part ``w0·exp(−(d1 + d2)² / 2σ²)`` of the weight map.
 
     It is computed on the pixels that are background in :func:`semantic_target` (the
@@ -279,7 +281,7 @@ def border_weight_map(labels: Array, w0: float = 10.0, sigma: float = 5.0) -> Ar
     Args:
         labels: instance labels, ``0`` = background, ``1..K`` = cells.
         w0: the height of the term. Default 10, as in the paper.
-        sigma: its width in pixels. Default 5, as in the paper.
+        border_sigma: its width σ in pixels. Default 5, as in the paper.
 
     Returns:
         ``float32`` array (numpy, or a tensor on the input's device).
@@ -294,17 +296,17 @@ def border_weight_map(labels: Array, w0: float = 10.0, sigma: float = 5.0) -> Ar
 
     Taught in chapter 5 (the energy function).
     """
-    _check_border_args(w0, sigma)
+    check_border_args(w0, border_sigma)
     batch, single = _as_labels(labels)
     cells = np.where(_separation_border(batch), 0, batch)
-    result = np.stack([_border_term(image, w0, sigma) for image in cells])
+    result = np.stack([border_term(image, w0, border_sigma) for image in cells])
     return _like(result.astype(np.float32), single, labels, torch.float32)
 
 
 def unet_weight_map(
     labels: Array,
     w0: float = 10.0,
-    sigma: float = 5.0,
+    border_sigma: float = 5.0,
     class_weights: str | Sequence[float] | None = "balanced",
 ) -> Array:
     """The paper's weight map ``w(x) = w_c(x) + w0·exp(−(d1(x) + d2(x))² / 2σ²)``.
@@ -318,7 +320,7 @@ def unet_weight_map(
     Args:
         labels: instance labels, ``0`` = background, ``1..K`` = cells (numpy or tensor).
         w0: height of the border term. Default 10, as in the paper.
-        sigma: width of the border term in pixels. Default 5, as in the paper.
+        border_sigma: width σ of the border term in pixels. Default 5, as in the paper.
         class_weights: ``"balanced"`` (default, mean of ``w_c`` is 1 in each image),
             ``(background_weight, cell_weight)``, or ``None`` for ``w_c = 1``.
 
@@ -337,12 +339,5 @@ def unet_weight_map(
 
     Taught in chapter 5 (the energy function); used for training in chapter 6.
     """
-    _check_border_args(w0, sigma)
-    batch, single = _as_labels(labels)
-    border = _separation_border(batch)
-    target = ((batch > 0) & ~border).astype(np.int64)
-    cells = np.where(border, 0, batch)
-    result = np.stack(
-        [_class_weights(t, class_weights) + _border_term(c, w0, sigma) for t, c in zip(target, cells)]
-    )
-    return _like(result.astype(np.float32), single, labels, torch.float32)
+    check_border_args(w0, border_sigma)
+    return class_weight_map(semantic_target(labels), class_weights) + border_weight_map(labels, w0, border_sigma)

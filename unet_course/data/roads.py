@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..arrays import as_shape
+
 __all__ = ["ROAD_CLASSES", "ROAD_COLORS", "RoadSample", "synthetic_roads", "SyntheticRoads"]
 
 ROAD_CLASSES = ("sky", "road", "lane marking", "vehicle", "roadside")
@@ -37,13 +39,6 @@ class RoadSample(NamedTuple):
 
     image: np.ndarray  # float32 (H, W, 3) in [0, 1]
     labels: np.ndarray  # uint8 (H, W), class ids indexing ROAD_CLASSES
-
-
-def _as_shape(size: int | tuple[int, int]) -> tuple[int, int]:
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    if len(shape) != 2 or min(shape) < 32:
-        raise ValueError(f"size must be an int or (height, width) of at least 32 pixels, got {size!r}")
-    return int(shape[0]), int(shape[1])
 
 
 def _coarse_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
@@ -76,7 +71,7 @@ def synthetic_roads(size: int | tuple[int, int] = (192, 256), *, seed: int = 0) 
 
     Taught in chapter 8 (beyond biomedicine).
     """
-    height, width = _as_shape(size)
+    height, width = as_shape(size, smallest=32)
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.zeros((height, width, 3), dtype=np.float32)
@@ -190,7 +185,7 @@ class SyntheticRoads(torch.utils.data.Dataset):
     def __init__(self, length: int = 100, size: int | tuple[int, int] = (192, 256), *, seed: int = 0) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, got {length}")
-        self.length, self.size, self.seed = length, _as_shape(size), seed
+        self.length, self.size, self.seed = length, as_shape(size, smallest=32), seed
 
     def __len__(self) -> int:
         return self.length

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..arrays import as_shape
+
 __all__ = [
     "CellsSample",
     "MembranesSample",
@@ -43,13 +45,6 @@ class MembranesSample(NamedTuple):
 
     image: np.ndarray  # float32 in [0, 1]
     mask: np.ndarray  # uint8, 1 = cell interior, 0 = membrane (the ISBI 2012 convention)
-
-
-def _as_shape(size: int | tuple[int, int]) -> tuple[int, int]:
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    if len(shape) != 2 or min(shape) < 8:
-        raise ValueError(f"size must be an int or (height, width) of at least 8 pixels, got {size!r}")
-    return int(shape[0]), int(shape[1])
 
 
 def _seed_points(rng: np.random.Generator, shape: tuple[int, int], count: int, min_dist: float) -> np.ndarray:
@@ -150,7 +145,7 @@ def synthetic_cells(
 
     Taught in chapter 1 and used throughout, above all in chapter 5 (the weight map).
     """
-    shape = _as_shape(size)
+    shape = as_shape(size, smallest=8)
     rng = np.random.default_rng(seed)
     if num_cells is None:
         num_cells = max(1, int(0.6 * shape[0] * shape[1] / (np.pi * radius**2)))
@@ -210,7 +205,7 @@ def synthetic_membranes(
 
     Used where chapters need ISBI-like data without a download (chapters 4 and 6).
     """
-    shape = _as_shape(size)
+    shape = as_shape(size, smallest=8)
     rng = np.random.default_rng(seed)
     points = _jittered_grid(rng, shape, cell_size)
     nearest, _ = _voronoi(points, shape)

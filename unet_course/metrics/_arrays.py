@@ -7,17 +7,15 @@ here, once, and the rest of the package works on plain arrays.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from scipy import ndimage
 
-ArrayLike = np.ndarray | torch.Tensor
+from ..arrays import ArrayLike, label_components, to_numpy
+
+__all__ = ["ArrayLike", "as_numbers", "pair", "class_labels", "binary", "label_components"]
 
 
-def as_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    """A numpy view (or copy) of an array or tensor, detached and on the CPU."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+def as_numbers(x: ArrayLike, name: str) -> np.ndarray:
+    """:func:`~unet_course.arrays.to_numpy`, refusing arrays that do not hold numbers or booleans."""
+    x = to_numpy(x)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers or booleans, got dtype {x.dtype}.")
     return x
@@ -25,7 +23,7 @@ def as_numpy(x: ArrayLike, name: str) -> np.ndarray:
 
 def pair(pred: ArrayLike, truth: ArrayLike, *, two_d: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``pred`` and ``truth`` as numpy arrays of one shape (and ``(H, W)`` if ``two_d``)."""
-    pred, truth = as_numpy(pred, "pred"), as_numpy(truth, "truth")
+    pred, truth = as_numbers(pred, "pred"), as_numbers(truth, "truth")
     if pred.shape != truth.shape:
         raise ValueError(
             f"pred and truth must have the same shape, got {tuple(pred.shape)} and {tuple(truth.shape)}. "
@@ -50,11 +48,3 @@ def binary(x: np.ndarray, threshold: float) -> np.ndarray:
     """A boolean map, True = cell interior: values above ``threshold`` (booleans as they are)."""
     return x if x.dtype == bool else x > threshold
 
-
-def label_components(mask: np.ndarray, connectivity: int) -> np.ndarray:
-    """Connected components of a boolean mask, 1..K, and 0 where the mask is False."""
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8 (pixel neighbours in 2D), got {connectivity!r}.")
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    labels, _ = ndimage.label(mask, structure=structure)
-    return labels

@@ -27,6 +27,7 @@ __all__ = [
     "unet_margin",
     "unet_layer_shapes",
     "unet_num_parameters",
+    "he_init",
 ]
 
 PADDINGS = ("valid", "same")
@@ -265,7 +266,7 @@ class UNet(nn.Module):
         self.expansive = nn.ModuleList(ConvBlock(2 * widths[l], widths[l], conv_padding, batch_norm)
                                        for l in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, 1)
-        self.apply(_he_init)
+        self.apply(he_init)
 
     @property
     def margin(self) -> int:
@@ -320,7 +321,7 @@ class UNet(nn.Module):
         return self.head(x)  # (N, num_classes, H', W') logits
 
 
-def _he_init(module: nn.Module) -> None:
+def he_init(module: nn.Module) -> None:
     """Gaussian weights with std √(2/N), N the incoming nodes of one neuron (He et al. 2015), zero bias.
 
     For a 3×3 conv N = 9·C_in. A 2×2 up-convolution with stride 2 feeds each output pixel from

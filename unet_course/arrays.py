@@ -1,0 +1,44 @@
+"""Small conversions every module needs once: tensors to numpy, sizes to shapes, masks to components.
+
+The metrics, the weight maps and the plots compute on numpy arrays on the CPU; they take
+tensors too and convert them here, in one way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = ["ArrayLike", "to_numpy", "as_shape", "label_components"]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def to_numpy(array: ArrayLike) -> np.ndarray:
+    """A numpy array of ``array``: tensors are detached and moved to the CPU; shape and dtype kept."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def as_shape(size: int | tuple[int, int], *, smallest: int = 1) -> tuple[int, int]:
+    """``(height, width)`` from an int (a square) or a pair, each at least ``smallest`` pixels."""
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    if len(shape) != 2 or min(shape) < smallest:
+        raise ValueError(f"size must be an int or (height, width) of at least {smallest} pixels, got {size!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def label_components(mask: np.ndarray, connectivity: int = 4) -> np.ndarray:
+    """Connected components of a boolean ``(H, W)`` mask as ``int32`` labels 1..K, 0 where it is False.
+
+    ``connectivity`` 4 joins pixels that share an edge (a diagonal gap in a thin membrane keeps
+    two cells apart), 8 also joins diagonal neighbours.
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8 (pixel neighbours in 2D), got {connectivity!r}")
+    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    ndimage.label(mask, structure=structure, output=labels)
+    return labels

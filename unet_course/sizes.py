@@ -1,0 +1,123 @@
+"""Tile sizes, decided in one place: which sizes a model takes, and which one to use.
+
+A valid-convolution U-Net takes only some input sides (572 does, 570 does not: chapter 3),
+and tiles must move by multiples of its downsampling factor so that every tile pools the
+same pixel pairs as the whole image. Training (:func:`unet_course.fit`), overlap-tile
+prediction (:func:`unet_course.predict_tiled`) and the command line all ask this module,
+so that a wrong size gets the same message everywhere: what was wrong and the nearest
+valid sizes. Chapter 3 teaches the arithmetic; the size functions of a valid U-Net are
+in :mod:`unet_course.models.unet`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
+
+__all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "prediction_tile_size",
+           "whole_image_tile_size"]
+
+PAPER_TILE = 572  # the paper's input tile (Fig. 1): 388² outputs
+SAME_SIZE_TILE = 512  # the default tile of models whose output has the input's size (smp.Unet)
+
+SizeRule = nn.Module | int  # a model, or the depth of a valid-convolution UNet
+
+
+def _valid_size(rule: SizeRule, size: int) -> int:
+    """The smallest size ``>= size`` the model takes (every size for models without a rule)."""
+    if isinstance(rule, int):
+        return unet_valid_input_size(size, rule)
+    return rule.valid_input_size(size) if hasattr(rule, "valid_input_size") else size
+
+
+def _nearest(rule: SizeRule, size: int) -> tuple[int | None, int]:
+    if isinstance(rule, int):
+        return unet_nearest_valid_sizes(size, rule)
+    return rule.nearest_valid_sizes(size)
+
+
+def _describe(rule: SizeRule) -> str:
+    if isinstance(rule, int):
+        return f"a U-Net of depth {rule}"
+    if isinstance(rule, UNet):
+        return f"UNet(depth={rule.depth}, padding={rule.padding!r})"
+    return f"this {type(rule).__name__}"
+
+
+def _with_output(rule: SizeRule, size: int | None) -> str | None:
+    """``"572 (output 388)"``: a valid size with the output side it gives."""
+    if size is None:
+        return None
+    if isinstance(rule, int):
+        return f"{size} (output {unet_output_size(size, rule)})"
+    return f"{size} (output {rule.output_size(size)})" if hasattr(rule, "output_size") else str(size)
+
+
+def alignment(model: nn.Module) -> int:
+    """Tiles move by multiples of this (pixels): ``2**depth`` for our UNet, the encoder's stride for smp models."""
+    factor = getattr(model, "downsampling_factor", None)
+    if factor is None:  # segmentation_models_pytorch models name it on their encoder
+        factor = getattr(getattr(model, "encoder", None), "output_stride", 1)
+    return int(factor)
+
+
+def check_tile_size(tile_size: int, model: SizeRule, *, name: str = "tile_size") -> int:
+    """``tile_size`` if ``model`` takes it as an input side, else a ``ValueError`` naming the nearest valid sizes.
+
+    Args:
+        tile_size: the tile side in pixels.
+        model: a model (any; our UNet and models with ``valid_input_size`` are checked), or
+            the depth of a valid-convolution UNet when no model exists yet (the command line).
+        name: how the caller calls the size, for the message (``"--tile-size"`` on the command line).
+
+    Example:
+        >>> check_tile_size(570, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: tile_size 570 is not a valid input size for a U-Net of depth 4; nearest valid sizes: 556 (output 372) and 572 (output 388)
+    """
+    if not isinstance(tile_size, int) or isinstance(tile_size, bool) or tile_size < 1:
+        raise ValueError(f"{name} must be a positive whole number of pixels, got {tile_size!r}")
+    if _valid_size(model, tile_size) != tile_size:
+        below, above = (_with_output(model, s) for s in _nearest(model, tile_size))
+        nearest = f"{below} and {above}" if below is not None else f"{above} (none is smaller)"
+        raise ValueError(f"{name} {tile_size} is not a valid input size for {_describe(model)}; nearest valid sizes: "
+                         f"{nearest}")
+    return tile_size
+
+
+def training_tile_size(model: nn.Module, smallest_side: int) -> int:
+    """The training tile: the paper's 572 where the images allow, else the largest valid tile that fits.
+
+    ``smallest_side`` is the smallest image side after mirror padding by the model's margin.
+    """
+    size = min(PAPER_TILE, smallest_side)
+    if not hasattr(model, "valid_input_size"):
+        return size
+    below, above = model.nearest_valid_sizes(size)
+    fitting = [s for s in (below, above) if s is not None and s <= smallest_side]
+    if not fitting:
+        raise ValueError(f"images of {smallest_side} px (after mirror padding) are smaller than the smallest tile "
+                         f"{_describe(model)} takes ({above} px); use larger images or a shallower model")
+    return max(fitting)
+
+
+def whole_image_tile_size(model: nn.Module, height: int, width: int, context: int = 0) -> int:
+    """The smallest valid tile whose output covers a ``height × width`` image in one forward pass."""
+    needed = max(height, width) + 2 * (int(getattr(model, "margin", 0)) + context)
+    if hasattr(model, "valid_input_size"):
+        return model.valid_input_size(needed)
+    step = alignment(model)
+    return -(-needed // step) * step
+
+
+def prediction_tile_size(model: nn.Module, height: int, width: int, context: int = 0) -> int:
+    """The default tile of overlap-tile prediction.
+
+    A valid U-Net: the paper's 572, or a smaller tile that covers a small image in one go;
+    a same-size model: 512 (the nearest valid size for models with a size rule).
+    """
+    if getattr(model, "margin", 0) == 0:
+        return _valid_size(model, SAME_SIZE_TILE)
+    return min(_valid_size(model, PAPER_TILE), whole_image_tile_size(model, height, width, context))
