@@ -148,6 +148,17 @@ def test_dropout_at_the_end_of_the_contracting_path():
     assert model.dropout.p == 0.5
 
 
+def test_two_dropout_layers_as_in_the_released_network():
+    """Drop-out on the last contracting level (skip and pooling) and on the bottom, ratio 0.5 each."""
+    model = UNet(base_channels=4, depth=2)
+    shapes = []
+    model.dropout.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
+    model.train()(torch.rand(1, 1, 60, 60))
+    assert shapes == [(1, 8, 24, 24), (1, 16, 8, 8)]  # level 2 (before pooling), then the bottom
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in UNet(base_channels=4, depth=2,
+                                                                                      dropout=0.0).parameters())
+
+
 def test_batch_norm_option():
     model = UNet(base_channels=4, depth=2, batch_norm=True)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]

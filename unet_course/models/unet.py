@@ -233,7 +233,10 @@ class UNet(nn.Module):
         padding: ``"valid"``: unpadded convolutions, the output is smaller than the input (the
             paper); ``"same"``: zero-padded, output size = input size. Default "valid".
         batch_norm: batch norm after each 3×3 conv (not in the paper). Default False.
-        dropout: drop-out probability at the end of the contracting path, as in the paper. Default 0.5.
+        dropout: drop-out probability at the end of the contracting path. Default 0.5. As in the
+            authors' released network, two drop-out layers: on the last contracting level's
+            map (both the skip connection and the pooling see the dropped map) and on the
+            bottom of the U.
 
     Shape:
         ``(N, in_channels, H, W)`` → ``(N, num_classes, H - 2·margin, W - 2·margin)`` logits,
@@ -309,11 +312,13 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)  # a clear error now rather than a size mismatch inside torch.cat
         skips = []
-        for block in self.contracting:
+        for level, block in enumerate(self.contracting, start=1):
             x = block(x)  # (N, C, H - 4, W - 4) with valid convolutions
+            if level == self.depth:  # the released network's first drop-out layer (after conv_d3b-c)
+                x = self.dropout(x)
             skips.append(x)
             x = self.pool(x)  # (N, C, H/2, W/2)
-        x = self.dropout(self.bottom(x))  # (N, C·2**depth, h, w)
+        x = self.dropout(self.bottom(x))  # (N, C·2**depth, h, w); the second drop-out layer (after conv_d4b-c)
         for upconv, block, skip in zip(self.upconvs, self.expansive, reversed(skips)):
             x = upconv(x)  # (N, C/2, 2h, 2w)
             x = torch.cat([center_crop(skip, x.shape[-2:]), x], dim=1)  # (N, C, 2h, 2w)
