@@ -50,7 +50,7 @@ test: $(STAMP) browser
 
 execute: $(STAMP)
 	for nb in book/*.ipynb; do \
-	  env -u MPLBACKEND UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; \
+	  env -u MPLBACKEND UNET_COURSE_BUDGET=$${UNET_COURSE_BUDGET:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=5400 "$$nb" || exit 1; \
 	done
 
 # Each chapter's first cell installs the library from the address in _config.yml, with the
