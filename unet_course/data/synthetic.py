@@ -241,12 +241,10 @@ def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
-class SyntheticCells(torch.utils.data.Dataset):
-    """``length`` touching-cells images as ``(image (1, H, W) float32, mask (H, W) int64)``.
+class _Generated(torch.utils.data.Dataset):
+    """``length`` images drawn by ``make(size, seed=seed + i, **kwargs)``, as ``(image (1, H, W), mask (H, W))``."""
 
-    Item ``i`` is ``synthetic_cells(size, seed=seed + i, ...)``; :meth:`sample` gives the
-    full :class:`CellsSample` with instance labels (needed for the weight map).
-    """
+    make = staticmethod(lambda size, seed, **kwargs: None)  # set by each subclass
 
     def __init__(self, length: int = 30, size: int | tuple[int, int] = 256, *, seed: int = 0, **kwargs) -> None:
         if length < 1:
@@ -256,29 +254,28 @@ class SyntheticCells(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def sample(self, index: int) -> CellsSample:
+    def sample(self, index: int):
+        """The full sample of item ``index`` (with instance labels for touching cells)."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} images")
-        return synthetic_cells(self.size, seed=self.seed + index, **self.kwargs)
+        return self.make(self.size, seed=self.seed + index, **self.kwargs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.sample(index)
         return torch.from_numpy(sample.image)[None], torch.from_numpy(sample.mask).long()
 
 
-class SyntheticMembranes(torch.utils.data.Dataset):
+class SyntheticCells(_Generated):
+    """``length`` touching-cells images as ``(image (1, H, W) float32, mask (H, W) int64)``.
+
+    Item ``i`` is ``synthetic_cells(size, seed=seed + i, ...)``; :meth:`sample` gives the
+    full :class:`CellsSample` with instance labels (needed for the weight map).
+    """
+
+    make = staticmethod(synthetic_cells)
+
+
+class SyntheticMembranes(_Generated):
     """``length`` EM-like images as ``(image (1, H, W) float32, mask (H, W) int64)``."""
 
-    def __init__(self, length: int = 30, size: int | tuple[int, int] = 256, *, seed: int = 0, **kwargs) -> None:
-        if length < 1:
-            raise ValueError(f"length must be at least 1, got {length}")
-        self.length, self.size, self.seed, self.kwargs = length, size, seed, kwargs
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} images")
-        sample = synthetic_membranes(self.size, seed=self.seed + index, **self.kwargs)
-        return torch.from_numpy(sample.image)[None], torch.from_numpy(sample.mask).long()
+    make = staticmethod(synthetic_membranes)
