@@ -32,3 +32,15 @@ def built_book(tmp_path_factory) -> Path:
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder of `unet-course train`: a 2-step U-Net of depth 2 and 4 base channels, tile 60."""
+    from unet_course.cli import main
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["train", "--data", "synthetic-membranes", "--base-channels", "4", "--depth", "2", "--tile-size", "60",
+                 "--steps", "2", "--images", "2", "--image-size", "64", "--held-out", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    return out

@@ -42,7 +42,7 @@ def _write_pngs(folder: Path, sizes, levels: int = 256) -> None:
 def test_help_lists_every_option(capsys):
     parser = build_parser()
     subcommands = parser._subparsers._group_actions[0].choices
-    for name in ("train", "predict"):
+    for name in ("train", "predict", "evaluate", "export"):
         with pytest.raises(SystemExit) as exit_:
             main([name, "--help"])
         assert exit_.value.code == 0

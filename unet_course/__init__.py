@@ -37,6 +37,7 @@ from .metrics import (
 from .train import History, evaluate, fit, paper_loss
 from .hub import pretrained, pretrained_config
 from .calibrate import choose_threshold
+from .evaluation import evaluate_folder
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "pretrained",
     "pretrained_config",
     "choose_threshold",
+    "evaluate_folder",
     "Budget",
     "best_device",
     "describe_runtime",

@@ -3,6 +3,8 @@
     unet-course train --data isbi2012 --data-root data --out runs/isbi   # the budget's sizes
     unet-course train --data isbi2012 --out runs/isbi --steps 2000 --resume
     unet-course predict runs/isbi my_images/ masks/ --tta
+    unet-course evaluate runs/isbi my_data/images my_data/masks --out report/
+    unet-course export runs/isbi --format bioimageio --out unet.zip
 
 Training follows the paper (Ronneberger et al., 2015) through :func:`unet_course.train.fit`;
 prediction uses overlap-tile :func:`unet_course.tiling.predict_tiled`. Chapters 6 and 7 teach both.
@@ -48,9 +50,12 @@ def _per_budget(key: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``unet-course`` with its ``train`` and ``predict`` subcommands."""
+    """The argument parser of ``unet-course`` with its ``train``, ``predict``, ``evaluate`` and ``export`` subcommands."""
+    from .evaluation import WARPING_MAX_PIXELS
+    from .export import FORMATS
+
     parser = _Parser(prog="unet-course", description="Train a U-Net the paper's way, and use it.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,evaluate,export}")
 
     train = commands.add_parser("train", help="train a U-Net; writes OUT/checkpoint.pt, history.json, model.json",
                                 description="Train a U-Net with SGD (momentum 0.99), batch 1, large tiles and "
@@ -114,6 +119,41 @@ def build_parser() -> argparse.ArgumentParser:
                          "it, an existing mask is never replaced)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+    evaluate = commands.add_parser("evaluate", help="score a trained U-Net on images with masks; writes metrics.csv, "
+                                   "summary.json and report.html",
+                                   description="Predict every image of a folder by overlap-tile and score it against "
+                                   "the mask of the same name: pixel error, IoU and Dice per class; for two classes "
+                                   "also the Rand and warping errors, the F1 of the objects at IoU 0.5 and a sweep of "
+                                   "the threshold. The warping error is left out (empty) for images above "
+                                   f"{WARPING_MAX_PIXELS:,} pixels.")
+    evaluate.add_argument("checkpoint", type=Path, metavar="RUN",
+                          help="a training folder (checkpoint.pt + model.json) or a .pt file with a .json beside it")
+    evaluate.add_argument("images", type=Path, metavar="IMAGES", help="a folder of images")
+    evaluate.add_argument("masks", type=Path, metavar="MASKS", help="a folder of masks with the images' file names")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the report (created)")
+    evaluate.add_argument("--tta", action="store_true", help="average the 8 flips/rotations of each tile")
+    evaluate.add_argument("--tile-size", type=int, default=None, help="input tile side, a valid size for the model "
+                          "(default: predict_tiled's, the largest that fits; a valid U-Net's scores do not depend on it)")
+    evaluate.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace a report already in --out (without it, "
+                          "an existing report is never replaced)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+    export = commands.add_parser("export", help="write a trained U-Net as ONNX, TorchScript or a bioimage.io package",
+                                 description="Export a run for other tools, checked against PyTorch on a valid tile "
+                                 "(largest difference at most 1e-4). The exported network takes only the sizes the "
+                                 "U-Net takes (min_size + k·step per side) and returns an output smaller by its "
+                                 "margin on each side. Needs pip install 'unet-course[export]'.")
+    export.add_argument("checkpoint", type=Path, metavar="RUN",
+                        help="a training folder (checkpoint.pt + model.json) or a .pt file with a .json beside it")
+    export.add_argument("--format", required=True, choices=FORMATS,
+                        help="onnx (dynamic height and width), torchscript (traced), or bioimageio (a model package "
+                        "zip for Fiji/deepImageJ and ilastik, validated)")
+    export.add_argument("--out", type=Path, required=True, metavar="PATH", help="the file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    export.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -331,13 +371,30 @@ def _planned_masks(files: list[Path], input_path: Path, output: Path, overwrite:
     return planned
 
 
+def _input_images(path: Path, *, single_file: bool = True) -> list[Path]:
+    """The image files of a folder (or the one file ``path``), refused when there are none."""
+    from .data.images import IMAGE_EXTENSIONS, image_files
+
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}; pass a folder that holds "
+                            f"PNG, TIFF or JPEG files")
+        return files
+    if path.is_file() and single_file:
+        return [path]
+    if path.exists():
+        raise UserError(f"{path} is not a folder: pass a folder of images")
+    raise UserError(f"{path} does not exist: pass a folder of images" + (" or a TIFF file" if single_file else ""))
+
+
 def predict_command(args) -> int:
     """``unet-course predict``: one PNG mask per input image, by overlap-tile prediction."""
     from PIL import Image
 
     from .budget import best_device
     from .data.download import atomic_file
-    from .data.images import IMAGE_EXTENSIONS, image_files, read_image_pages
+    from .data.images import read_image_pages
     from .tiling import predict_tiled
 
     if args.batch_size < 1:
@@ -348,15 +405,7 @@ def predict_command(args) -> int:
     if tile is not None:
         check_tile_size(tile, model, name="--tile-size" if args.tile_size is not None else f"the tile_size of {args.checkpoint}")
 
-    if args.input.is_dir():
-        files = image_files(args.input)
-        if not files:
-            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {args.input}; pass a folder that holds "
-                            f"PNG, TIFF or JPEG files")
-    elif args.input.is_file():
-        files = [args.input]
-    else:
-        raise UserError(f"{args.input} does not exist: pass a folder of images or a TIFF file")
+    files = _input_images(args.input)
     planned = _planned_masks(files, args.input, args.output, args.overwrite)
     for path in tqdm(files, desc="checking", unit="image", disable=args.quiet, leave=False):
         read_image_pages(path, channels=model.in_channels)  # unreadable or non-finite: fails before any mask
@@ -379,6 +428,57 @@ def predict_command(args) -> int:
     return 0
 
 
+def evaluate_command(args) -> int:
+    """``unet-course evaluate``: score a run on a folder of images with masks; writes the report to ``--out``."""
+    from .budget import best_device
+    from .data import ImageMaskFolder
+    from .evaluation import evaluate_folder
+    from .report import check_report_folder, write_report
+
+    device = _check_device(args.device) or best_device()
+    model, config = load_run(args.checkpoint)
+    tile = args.tile_size if args.tile_size is None else check_tile_size(args.tile_size, model, name="--tile-size")
+    _input_images(args.images, single_file=False)
+    if not args.masks.is_dir():
+        raise UserError(f"{args.masks} is not a folder: pass the folder of masks, named as the images")
+    out = args.out.resolve()
+    if out in (args.images.resolve(), args.masks.resolve()):
+        raise UserError(f"--out {args.out} is the images or masks folder; pass a folder of its own for the report")
+    check_report_folder(args.out, overwrite=args.overwrite)
+    data = ImageMaskFolder(args.images, args.masks, grayscale=model.in_channels == 1, num_classes=model.num_classes)
+    for index in tqdm(range(len(data)), desc="checking", unit="image", disable=args.quiet, leave=False):
+        data[index]  # unreadable, mismatched or out-of-range: fails before the first write
+    report = evaluate_folder(model, data, threshold=config.get("threshold", 0.5), tta=args.tta, tile_size=tile,
+                             device=device, progress=not args.quiet)
+    write_report(report, args.out, overwrite=args.overwrite)
+    overall = report.overall
+    line = f"{len(report.rows) - 1} image(s): pixel error {overall['pixel_error']:.4f}"
+    if "rand_error" in overall:
+        line += f", Rand error {overall['rand_error']:.4f}, object F1 {overall['instance_f1']:.3f}"
+    print(f"{line}; wrote metrics.csv, summary.json and report.html to {args.out}", file=sys.stderr)
+    return 0
+
+
+def export_command(args) -> int:
+    """``unet-course export``: write a run as ONNX, TorchScript or a bioimage.io package, checked against PyTorch."""
+    from .export import export_run
+
+    model, config = load_run(args.checkpoint)
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; pass the path of the file to write")
+    if args.out.exists() and not args.overwrite:
+        raise UserError(f"--out {args.out} already exists; pass --overwrite to replace it, or choose another path")
+    try:
+        result = export_run(model, config, args.format, args.out)
+    except RuntimeError as error:  # the export disagreed with PyTorch, or the validator rejected it
+        raise CommandFailed(str(error)) from None
+    differences = ", ".join(f"{name} {value:.1e}" for name, value in result.max_abs_difference.items())
+    verdict = f"; bioimage.io validator: {result.validation}" if result.validation else ""
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB); largest difference to PyTorch: {differences}"
+          f"{verdict}", file=sys.stderr)
+    return 0
+
+
 def _one_line(error: BaseException) -> str:
     """An exception's message on one line, starting in lower case like the rest of the line."""
     message = " ".join(str(error).split()) or type(error).__name__
@@ -397,7 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return train_command(args) if args.command == "train" else predict_command(args)
+        commands = {"train": train_command, "predict": predict_command, "evaluate": evaluate_command,
+                    "export": export_command}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         if args.command == "train":
             how = ("continue with the same command plus --resume" if (args.out / "checkpoint.pt").exists()

@@ -1,0 +1,109 @@
+"""Exports of a trained run: each one computes what PyTorch computes, at every valid size, and is written safely."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from unet_course.cli import main
+from unet_course.export import TOLERANCE, TraceableUNet, export_run, size_rule
+from unet_course.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run):
+    return load_run(tiny_run)
+
+
+def _image(model, height: int, width: int) -> torch.Tensor:
+    return torch.rand(1, model.in_channels, height, width, generator=torch.Generator().manual_seed(3))
+
+
+def test_the_size_rule_is_the_models():
+    from unet_course import UNet
+
+    model = UNet(base_channels=2, depth=4)
+    smallest, step = size_rule(model)
+    assert (smallest, step) == (model.nearest_valid_sizes(1)[1], model.downsampling_factor)
+    assert all(model.valid_input_size(smallest + k * step) == smallest + k * step for k in range(4))
+    assert model.valid_input_size(smallest + 1) == smallest + step
+
+
+def test_the_traceable_forward_equals_the_models(run):
+    model, _ = run
+    smallest, step = size_rule(model)
+    with torch.no_grad():
+        for height, width in ((smallest, smallest), (smallest + step, smallest + 3 * step)):
+            x = _image(model, height, width)
+            assert torch.equal(TraceableUNet(model).eval()(x), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_export_round_trips_at_other_valid_sizes(run, format, tmp_path):
+    model, config = run
+    result = export_run(model, config, format, tmp_path / f"unet.{format}")
+    assert result.max_abs_difference[format] <= TOLERANCE and result.size_bytes == result.path.stat().st_size
+    smallest, step = size_rule(model)
+    x = _image(model, smallest + 3 * step, smallest)  # neither the traced size nor the checked one
+    with torch.no_grad():
+        expected = model(x).numpy()
+        if format == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"input": x.numpy()})[0]
+        else:
+            got = torch.jit.load(str(result.path))(x).numpy()
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_bioimageio_package_passes_the_validator(run, tmp_path):
+    model, config = run
+    result = export_run(model, config, "bioimageio", tmp_path / "unet.zip")
+    assert result.validation.startswith("valid-format") and max(result.max_abs_difference.values()) <= TOLERANCE
+    with zipfile.ZipFile(result.path) as package:
+        names = set(package.namelist())
+        description = yaml.safe_load(package.read("rdf.yaml"))
+    assert {"model.onnx", "model.torchscript", "test_input.npy", "test_output.npy", "cover.png", "rdf.yaml"} <= names
+    assert description["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"
+    assert "ISBI 2012" in description["training_data"]["name"]
+    smallest, step = size_rule(model)
+    space = [axis for axis in description["inputs"][0]["axes"] if axis.get("type") == "space"]
+    assert all(axis["size"] == {"min": smallest, "step": step} for axis in space)
+    out_space = [axis for axis in description["outputs"][0]["axes"] if axis.get("type") == "space"]
+    assert all(axis["size"]["offset"] == -2 * model.margin for axis in out_space)
+    assert description["config"]["unet_course"]["halo"] == model.margin
+
+
+def _status(argv, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    return status, lines[-1]
+
+
+def test_cli_export_and_its_refusals(tiny_run, tmp_path, capsys):
+    out = tmp_path / "unet.pt"
+    status, line = _status(["export", str(tiny_run), "--format", "torchscript", "--out", str(out)], capsys)
+    assert status == 0 and "largest difference to PyTorch: torchscript" in line
+    before = out.read_bytes()
+    status, line = _status(["export", str(tiny_run), "--format", "torchscript", "--out", str(out)], capsys)
+    assert status == 2 and "already exists; pass --overwrite" in line and out.read_bytes() == before
+    assert main(["export", str(tiny_run), "--format", "torchscript", "--out", str(out), "--overwrite"]) == 0
+    status, line = _status(["export", str(tmp_path / "none"), "--format", "onnx", "--out", str(tmp_path / "a")], capsys)
+    assert status == 2 and line.startswith("unet-course export: error: no checkpoint at")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_run, damaged)
+    (damaged / "model.json").write_text('{"base_channels": "four", "depth": 2}')
+    status, line = _status(["export", str(damaged), "--format", "onnx", "--out", str(tmp_path / "a")], capsys)
+    assert status == 1 and "incomplete or damaged (a bad base_channels)" in line
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(tiny_run), "--format", "keras", "--out", str(tmp_path / "a")])
+    assert exit_.value.code == 2
