@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["unet_course", "unet_course.train", "unet_course.weights", "unet_course.augment", "unet_course.tiling",
            "unet_course.sizes", "unet_course.losses", "unet_course.calibrate", "unet_course.models.unet",
            "unet_course.metrics", "unet_course.budget", "unet_course.runs", "unet_course.hub", "unet_course.arrays",
-           "unet_course.evaluation", "unet_course.report", "unet_course.export"]
+           "unet_course.evaluation", "unet_course.report", "unet_course.export", "unet_course.streaming",
+           "unet_course.distributed"]
 # Names that once meant two things each; none may return as a parameter of a public function.
 RETIRED = {"weights": "weight_map or loss_weights", "weight": "weight_map", "sigma": "border_sigma or elastic_sigma",
            "tile": "tile_size", "rng": "seed or generator"}

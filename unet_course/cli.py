@@ -2,6 +2,7 @@
 
     unet-course train --data isbi2012 --data-root data --out runs/isbi   # the budget's sizes
     unet-course train --data isbi2012 --out runs/isbi --steps 2000 --resume
+    torchrun --nproc-per-node 4 -m unet_course train --data my_data/ --num-workers 4 --out runs/mine
     unet-course predict runs/isbi my_images/ masks/ --tta
     unet-course evaluate runs/isbi my_data/images my_data/masks --out report/
     unet-course export runs/isbi --format bioimageio --out unet.zip
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .budget import TRAINING_RUNS  # the run of each budget; chapter 6 trains with the same settings
+from .distributed import process_group
 from .runs import RUN_FILES, RunError, load_run, read_checkpoint, read_config, write_config
 from .sizes import check_tile_size
 
@@ -86,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: the budget's, " + _per_budget("loss_weights") + ")")
     train.add_argument("--no-augment", action="store_true", help="train without flips, rotations and elastic "
                        "deformation")
+    train.add_argument("--num-workers", type=int, default=None, metavar="N",
+                       help="stream the training images through N worker processes that read them and compute "
+                       "their weight maps (0: in the training process), so that memory stays flat for many "
+                       "images (default: all images in memory before the first step)")
     train.add_argument("--held-out", type=int, default=None, metavar="N",
                        help="images kept out of training to validate on (default: 5 of the 30 ISBI slices, "
                        "4 synthetic images, none of a folder)")
@@ -229,6 +235,9 @@ def _check_train_numbers(args) -> None:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.held_out is not None and args.held_out < 0:
         raise UserError(f"--held-out must be 0 or more, got {args.held_out}")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise UserError(f"--num-workers must be 0 or more, got {args.num_workers}; leave it out to hold the "
+                        f"images in memory")
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
 
@@ -252,18 +261,42 @@ def _resumed_run(args, out: Path) -> tuple[dict, dict]:
     state = read_checkpoint(checkpoint)
     if not isinstance(state.get("step"), int) or "model" not in state:
         raise CommandFailed(f"{checkpoint} is not a training checkpoint (it has no step count); train again")
+    trained_by, world_size = state.get("world_size", 1), process_group()[1]
+    if trained_by != world_size:
+        how = "without torchrun" if trained_by == 1 else f"with torchrun --nproc-per-node {trained_by}"
+        raise UserError(f"--resume: {checkpoint} was trained by {trained_by} process(es) and this run has "
+                        f"{world_size}; resume it {how}, as each process's share of the tiles depends on their number")
     return stored, state
 
 
 def train_command(args) -> int:
-    """``unet-course train``: fit a U-Net and write checkpoint, history and model config to ``--out``."""
+    """``unet-course train``: fit a U-Net and write checkpoint, history and model config to ``--out``.
+
+    Under ``torchrun`` this is one of several processes: each joins the process group
+    (NCCL on CUDA, gloo on the CPU) and trains, and rank 0 alone writes to ``--out``.
+    """
+    from .budget import best_device
+    from .distributed import join_from_environment, leave
+
+    _check_train_numbers(args)
+    device = _check_device(args.device)
+    joined = join_from_environment(device or best_device())
+    try:
+        return _train(args, device)
+    finally:
+        if joined:
+            leave()
+
+
+def _train(args, device: torch.device | None) -> int:
+    """What ``train_command`` does in each process: every check first, then rank 0 writes."""
     from .budget import Budget, get_budget
+    from .distributed import wait_for_all
     from .models.unet import UNet, unet_output_size
     from .runs import load_weights
     from .train import TrainingDiverged, fit
 
-    _check_train_numbers(args)
-    device = _check_device(args.device)
+    rank = process_group()[0]
     budget = Budget(args.budget, "from --budget") if args.budget else get_budget()
     run = dict(TRAINING_RUNS[budget.name])
     out, checkpoint, config_path = args.out, args.out / "checkpoint.pt", args.out / "model.json"
@@ -297,24 +330,29 @@ def train_command(args) -> int:
                      checkpoint, config_path)
         config = {key: value for key, value in stored.items() if key != "threshold"} | {"steps": run["steps"]}
 
-    # Every check has passed: from here on, files are written.
-    print(f"{budget}; UNet(base_channels={run['base_channels']}, depth={run['depth']}), tile {run['tile_size']}, "
-          f"{run['steps']} steps on {len(train)} images ({args.data}) → {out}", file=sys.stderr)
-    if args.overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if not args.resume:
-        write_config(config_path, config)  # before training, so that an interrupted run can be resumed
+    # Every check has passed: from here on, files are written, by rank 0 alone under torchrun.
+    wait_for_all()  # no process writes before every process has looked at what --out holds
+    if rank == 0:
+        print(f"{budget}; UNet(base_channels={run['base_channels']}, depth={run['depth']}), tile {run['tile_size']}, "
+              f"{run['steps']} steps on {len(train)} images ({args.data}) → {out}", file=sys.stderr)
+        if args.overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        if not args.resume:
+            write_config(config_path, config)  # before training, so that an interrupted run can be resumed
     try:
         history = fit(model, train, val, steps=run["steps"], lr=run["lr"], lr_schedule=run["lr_schedule"],
                       momentum=args.momentum, batch_size=args.batch_size, tile_size=run["tile_size"],
-                      loss_weights=run["loss_weights"], augment=not args.no_augment, eval_every=args.eval_every,
-                      checkpoint=checkpoint, checkpoint_every=args.checkpoint_every or max(1, run["steps"] // 10),
-                      resume=args.resume, device=device, seed=args.seed, progress=not args.quiet)
+                      loss_weights=run["loss_weights"], augment=not args.no_augment, num_workers=args.num_workers,
+                      eval_every=args.eval_every, checkpoint=checkpoint,
+                      checkpoint_every=args.checkpoint_every or max(1, run["steps"] // 10), resume=args.resume,
+                      device=device, seed=args.seed, progress=not args.quiet)
     except TrainingDiverged as error:
         kept = f"{checkpoint} keeps the last good step" if checkpoint.exists() else "no checkpoint was written"
         raise CommandFailed(f"training diverged at step {error.step} (the loss became NaN or infinite); {kept}; "
                             f"train again with a lower --lr (now {run['lr']}), or check the images") from None
+    if rank != 0:
+        return 0
     history.save(out / "history.json")
     summary = f"step {history.step[-1]}: loss {history.smoothed_loss()[-1]:.4f}"
     if history.val_iou:
