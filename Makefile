@@ -63,7 +63,7 @@ setup-cells: $(STAMP)
 # file into unet_course/weights/, which the release attaches).
 weights: $(STAMP)
 	$(BIN)/unet-course train --data isbi2012 --budget cpu --held-out 5 --seed 0 --out weights/isbi2012-cpu --overwrite
-	$(BIN)/python -m unet_course.publish pack weights/isbi2012-cpu weights/unet_isbi2012_cpu.pt
+	$(BIN)/python -m unet_course.publish pack weights/isbi2012-cpu weights/unet_isbi2012_cpu.pt --overwrite
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python "$$script" || exit 1; done

@@ -117,3 +117,16 @@ def test_the_use_page_example_segments_a_slice_offline(isbi_root, monkeypatch):
     interior = namespace["interior"]
     assert interior.shape == (512, 512) and interior.dtype == torch.bool
     assert 0.5 < interior.float().mean() < 0.95  # mostly cell interior, as ISBI slices are
+
+
+def test_pack_replaces_a_checkpoint_only_when_asked(published, tmp_path, capsys):
+    _, mirror, digest = published
+    run = tmp_path / "run"
+    assert main(["pack", str(run), str(mirror / "tiny.pt")]) == 2
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    (mirror / "tiny.pt").write_bytes(b"an older file")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        pack_run(run, mirror / "tiny.pt")
+    assert (mirror / "tiny.pt").read_bytes() == b"an older file"
+    assert main(["pack", str(run), str(mirror / "tiny.pt"), "--overwrite"]) == 0
+    assert (mirror / "tiny.pt").read_bytes() != b"an older file" and digest in capsys.readouterr().out

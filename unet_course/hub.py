@@ -36,7 +36,7 @@ CACHE_VAR = "UNET_COURSE_CACHE"
 PRETRAINED: dict[str, dict] = {
     "isbi2012-cpu": {
         "file": "unet_isbi2012_cpu.pt",
-        "sha256": "963e3487dc064bed1081d821717ba4a47565ac9985ad3fc4d124c766b0b8c791",
+        "sha256": "34db5d65ca1222e9a836ac3e6d7cfaf53a4b5fbb3550a2494a3bf259a6751669",
         "shipped": True,
         "description": "UNet(base_channels=16), ISBI 2012 slices 0–24, the cpu budget of chapter 6",
     },
@@ -123,14 +123,17 @@ def pretrained(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | Non
     return model.eval()
 
 
-def pack_run(run: str | os.PathLike, out: str | os.PathLike) -> str:
+def pack_run(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> str:
     """Turn a training run into one fp16 published checkpoint.
 
     ``run`` is the ``--out`` folder of ``unet-course train`` (``checkpoint.pt`` + ``model.json``)
     or a checkpoint file with its ``.json`` beside it, as chapter 6 writes.
 
-    Writes ``out`` atomically and returns its SHA-256 (to record in :data:`PRETRAINED`).
+    Writes ``out`` atomically and returns its SHA-256 (to record in :data:`PRETRAINED`). An
+    existing ``out`` is replaced only with ``overwrite=True`` (else ``FileExistsError``).
     """
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     checkpoint, config_path = run_files(run)
     config = read_config(config_path)
     state = read_checkpoint(checkpoint)

@@ -27,13 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pack = commands.add_parser("pack", help="write a training folder as one fp16 checkpoint; prints its SHA-256")
     pack.add_argument("run", type=Path)
     pack.add_argument("out", type=Path)
+    pack.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     check = commands.add_parser("verify", help="check every registry file in DIR against its SHA-256")
     check.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pack":
         try:
-            print(f"{pack_run(args.run, args.out)}  {args.out}")
-        except (FileNotFoundError, RunError) as error:
+            print(f"{pack_run(args.run, args.out, overwrite=args.overwrite)}  {args.out}")
+        except (FileNotFoundError, FileExistsError, RunError) as error:
             print(f"publish pack: error: {error}", file=sys.stderr)
             return 2
         return 0
