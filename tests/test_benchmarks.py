@@ -19,6 +19,15 @@ def test_train_step_benchmark_smoke():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "UNet(base_channels=4) valid" in result.stdout and "wrote" not in result.stdout
+    assert "streamed, `num_workers=2`" in result.stdout and "| bf16 | yes | no |" in result.stdout
+
+
+def test_streaming_memory_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_streaming_memory.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "streamed (`num_workers=1`)" in result.stdout and "in memory" in result.stdout
+    assert "wrote" not in result.stdout
 
 
 def test_cpu_budget_sweep_smoke(isbi_root):
