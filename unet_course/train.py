@@ -37,7 +37,7 @@ from .distributed import (gather_objects, mean_over_processes, process_device, p
 from .losses import center_crop, weighted_cross_entropy
 from .metrics import iou
 from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
-from .streaming import augment_tiles, orient, random_tile, tile_loader
+from .streaming import Augment, Sample, augment_tiles, orient, random_tile, tile_loader
 from .tiling import mirror_pad, predict_tiled
 from .weights import check_border_args, class_weight_map, instances_from_mask, unet_weight_map
 
@@ -45,9 +45,6 @@ __all__ = ["History", "CheckpointError", "TrainingDiverged", "fit", "evaluate", 
            "save_checkpoint", "paper_augmentation", "prepare_sample", "prepare_samples", "random_tiles",
            "batch_on_device", "loss_weight_map",
            "scheduled_lr", "autocast_dtype", "LOSS_WEIGHTS", "LR_SCHEDULES"]
-
-Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image (C, H, W), mask (H, W), weight map (H, W)
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
 
 
 class CheckpointError(ValueError):
