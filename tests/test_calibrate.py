@@ -1,4 +1,4 @@
-"""The threshold stored with a run: chosen on training images by the Rand error."""
+"""The threshold stored with a run: chosen on training images, keeping both the pixel and the Rand error near their best."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from unet_course import UNet, choose_threshold
-from unet_course.calibrate import THRESHOLDS, foreground_probabilities, threshold_sweep
+from unet_course.calibrate import THRESHOLDS, foreground_probabilities, pick_threshold, threshold_sweep
 from unet_course.metrics import pixel_error, rand_error
 
 
@@ -29,6 +29,30 @@ def test_the_cut_that_separates_the_cells_is_chosen_not_half():
     model = ProbabilityIsTheImage()
     assert rand_error(data[0][0][0].numpy(), data[0][1].numpy(), threshold=0.5) > 0.3  # at 0.5 the two cells merge into one
     assert choose_threshold(model, data) == 0.6  # the first cut above the membrane's 0.6, nearest 0.5
+
+
+# a sweep shaped like a class-balanced network's on ISBI slices: the pixel error is best at a low cut,
+# the Rand error at a high one
+SWEEP = {"threshold": np.array([0.3, 0.4, 0.5, 0.6]), "pixel": np.array([0.080, 0.085, 0.090, 0.110]),
+         "rand": np.array([0.300, 0.160, 0.150, 0.140])}
+
+
+def test_each_metric_picks_its_own_best_cut():
+    assert pick_threshold(SWEEP, "pixel") == 0.3
+    assert pick_threshold(SWEEP, "rand") == 0.6
+
+
+def test_both_picks_the_cut_where_neither_error_is_far_from_its_best():
+    # excess over each error's best: pixel (0, .005, .01, .03), Rand (.16, .02, .01, 0); the larger is smallest at 0.5
+    assert pick_threshold(SWEEP) == 0.5
+    assert pick_threshold(SWEEP, "both") == 0.5
+
+
+def test_an_unknown_metric_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="both, rand, pixel"):
+        pick_threshold(SWEEP, "dice")
+    with pytest.raises(ValueError, match="both, rand, pixel"):
+        choose_threshold(ProbabilityIsTheImage(), _two_cells_with_a_faint_membrane(), metric="iou")
 
 
 def test_sweep_equals_the_metrics_at_each_threshold():

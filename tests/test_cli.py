@@ -112,17 +112,18 @@ def test_predict_writes_one_mask_per_image(trained, tmp_path):
     assert all(set(np.unique(a).tolist()) <= {0, 255} for a in arrays)
 
 
-def test_predict_with_tta_matches_the_library(trained, tmp_path):
+@pytest.mark.parametrize("flags, tta", [([], True), (["--tta"], True), (["--no-tta"], False)])
+def test_predict_averages_the_eight_orientations_unless_told_not_to(trained, tmp_path, flags, tta):
     from unet_course.runs import model_from_config
     from unet_course.tiling import predict_tiled
 
     _write_pngs(tmp_path / "in", [(48, 52)])
-    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--tta", "--quiet"]) == 0
+    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", *flags]) == 0
     config = json.loads((trained / "model.json").read_text())
     model = model_from_config(config)
     model.load_state_dict(load_checkpoint(trained / "checkpoint.pt")["model"])
     image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "im0.png"), dtype=np.float32) / 255)
-    probabilities = predict_tiled(model, image[None], tile_size=60, tta=True)
+    probabilities = predict_tiled(model, image[None], tile_size=60, tta=tta)
     expected = (probabilities[1] > config["threshold"]).numpy() * 255  # the run's threshold, not argmax
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "im0.png")), expected)
 

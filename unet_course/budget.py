@@ -134,7 +134,7 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 TRAINING_RUNS: dict[str, dict] = {
     "smoke": {"base_channels": 8, "depth": 4, "tile_size": 252, "steps": 200, "lr": 0.003, "lr_schedule": "constant",
               "loss_weights": "balanced"},
-    "cpu": {"base_channels": 16, "depth": 4, "tile_size": 316, "steps": 5000, "lr": 0.003, "lr_schedule": "cosine",
+    "cpu": {"base_channels": 16, "depth": 4, "tile_size": 316, "steps": 7500, "lr": 0.003, "lr_schedule": "cosine",
             "loss_weights": "balanced"},
     "gpu": {"base_channels": 64, "depth": 4, "tile_size": 572, "steps": 6000, "lr": 0.003, "lr_schedule": "constant",
             "loss_weights": "balanced"},

@@ -3,8 +3,9 @@
 A network trained with class-balancing weights (chapter 5) learns odds scaled by the
 inverse class frequencies, so 0.5 is not where its unweighted errors are smallest
 (chapter 7 derives this). :func:`choose_threshold` sweeps the cut on images the network
-trained on — never on held-out ones — and returns the one with the smallest Rand error;
-``unet-course train`` stores it in the run's ``model.json`` and ``predict`` uses it.
+trained on — never on held-out ones — and returns the one where neither the pixel error nor
+the Rand error is far from its own best; ``unet-course train`` stores it in the run's
+``model.json`` and ``predict`` uses it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from torch import nn
 from .metrics import pixel_error, rand_error
 from .tiling import predict_tiled
 
-__all__ = ["THRESHOLDS", "foreground_probabilities", "threshold_sweep", "choose_threshold"]
+__all__ = ["THRESHOLDS", "METRICS", "foreground_probabilities", "threshold_sweep", "pick_threshold", "choose_threshold"]
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 0.96, 0.05), 2))
+METRICS = ("both", "rand", "pixel")
 
 
 @torch.no_grad()
@@ -51,13 +53,34 @@ def threshold_sweep(pairs: list[tuple[np.ndarray, np.ndarray]],
     return {"threshold": np.asarray(thresholds), "pixel": np.asarray(pixel), "rand": np.asarray(rand)}
 
 
-def choose_threshold(model: nn.Module, data, *, device: torch.device | str | None = None,
-                     thresholds: tuple[float, ...] = THRESHOLDS) -> float:
-    """The cut on P(class 1) with the smallest mean Rand error on ``data`` (the training images).
+def pick_threshold(sweep: dict[str, np.ndarray], metric: str = "both") -> float:
+    """The threshold of a :func:`threshold_sweep` that ``metric`` prefers.
 
-    Ties go to the threshold nearest 0.5. Chapter 7 shows the sweep and why the Rand error
-    is the one to pick by: it counts the merges and splits that a membrane map exists to avoid.
+    ``"rand"`` or ``"pixel"``: the smallest mean error of that kind. ``"both"`` (the default): the
+    cut where the larger of the two excesses, each error minus its own best over the sweep, is
+    smallest, so that neither error pays much for the other. The Rand error alone prefers thick
+    membranes and gives up pixel error for it; the pixel error alone prefers thin ones that leak
+    (chapter 7 shows the sweep). Ties go to the threshold nearest 0.5.
     """
-    sweep = threshold_sweep(foreground_probabilities(model, data, device=device), thresholds)
-    order = np.lexsort((np.abs(sweep["threshold"] - 0.5), np.round(sweep["rand"], 6)))
-    return float(sweep["threshold"][order[0]])
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    pixel, rand = np.asarray(sweep["pixel"]), np.asarray(sweep["rand"])
+    if metric == "both":
+        score = np.maximum(pixel - pixel.min(), rand - rand.min())
+    else:
+        score = rand if metric == "rand" else pixel
+    thresholds = np.asarray(sweep["threshold"])
+    order = np.lexsort((np.abs(thresholds - 0.5), np.round(score, 6)))
+    return float(thresholds[order[0]])
+
+
+def choose_threshold(model: nn.Module, data, *, device: torch.device | str | None = None,
+                     thresholds: tuple[float, ...] = THRESHOLDS, metric: str = "both") -> float:
+    """The cut on P(class 1) that ``metric`` prefers on ``data`` (the training images).
+
+    See :func:`pick_threshold` for ``metric``; the default keeps both the pixel and the Rand
+    error near their best. Chapter 7 shows the sweep on the training and the held-out slices.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    return pick_threshold(threshold_sweep(foreground_probabilities(model, data, device=device), thresholds), metric)
