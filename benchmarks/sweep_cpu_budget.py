@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--loss-weights", default="balanced")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threshold-metric", default="both", choices=("both", "rand", "pixel"),
+                        help="how choose_threshold picks the cut on the training slices (default: both)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_budget_sweep.jsonl")
     parser.add_argument("--save", type=Path, default=None, help="also save the trained state dict here")
@@ -54,7 +56,7 @@ def main() -> None:
                   loss_weights=None if args.loss_weights == "none" else args.loss_weights, batch_size=args.batch_size,
                   seed=args.seed, device="cpu", progress=False)
     minutes = (time.perf_counter() - began) / 60
-    threshold = choose_threshold(model, train)
+    threshold = choose_threshold(model, train, metric=args.threshold_metric)
     sweep = threshold_sweep(foreground_probabilities(model, held_out))
     at = int(np.argmin(np.abs(sweep["threshold"] - threshold)))
     half = int(np.argmin(np.abs(sweep["threshold"] - 0.5)))
