@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from unet_course import ISBI2012, UNet, fit
-from unet_course.calibrate import choose_threshold, foreground_probabilities, threshold_sweep
+from unet_course.calibrate import METRICS, choose_threshold, foreground_probabilities, threshold_sweep
 from unet_course.data import data_root
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--loss-weights", default="balanced")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threshold-metric", default="both", choices=("both", "rand", "pixel"),
+    parser.add_argument("--threshold-metric", default="both", choices=METRICS,
                         help="how choose_threshold picks the cut on the training slices (default: both)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_budget_sweep.jsonl")

@@ -91,6 +91,7 @@ def test_cli_writes_csv_json_and_a_self_contained_page(tiny_run, slices, tmp_pat
     assert [row["name"] for row in rows] == ["28.png", "29.png", "all"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 2 and set(summary["threshold_sweep"]) == {"threshold", "pixel", "rand"}
+    assert summary["tta"] is True  # the command line averages the 8 orientations unless told --no-tta
     assert float(rows[-1]["pixel_error"]) == pytest.approx(summary["overall"]["pixel_error"], rel=1e-5)
     page = _Page()
     page.feed((out / "report.html").read_text())

@@ -53,6 +53,11 @@ def threshold_sweep(pairs: list[tuple[np.ndarray, np.ndarray]],
     return {"threshold": np.asarray(thresholds), "pixel": np.asarray(pixel), "rand": np.asarray(rand)}
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+
+
 def pick_threshold(sweep: dict[str, np.ndarray], metric: str = "both") -> float:
     """The threshold of a :func:`threshold_sweep` that ``metric`` prefers.
 
@@ -62,8 +67,7 @@ def pick_threshold(sweep: dict[str, np.ndarray], metric: str = "both") -> float:
     membranes and gives up pixel error for it; the pixel error alone prefers thin ones that leak
     (chapter 7 shows the sweep). Ties go to the threshold nearest 0.5.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    _check_metric(metric)
     pixel, rand = np.asarray(sweep["pixel"]), np.asarray(sweep["rand"])
     if metric == "both":
         score = np.maximum(pixel - pixel.min(), rand - rand.min())
@@ -81,6 +85,5 @@ def choose_threshold(model: nn.Module, data, *, device: torch.device | str | Non
     See :func:`pick_threshold` for ``metric``; the default keeps both the pixel and the Rand
     error near their best. Chapter 7 shows the sweep on the training and the held-out slices.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    _check_metric(metric)  # before the predictions, which take the time
     return pick_threshold(threshold_sweep(foreground_probabilities(model, data, device=device), thresholds), metric)

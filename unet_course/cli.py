@@ -51,6 +51,10 @@ def _per_budget(key: str) -> str:
     return ", ".join(f"{name} {sizes[key]}" for name, sizes in TRAINING_RUNS.items())
 
 
+TTA_HELP = ("average the 8 flips/rotations of each tile, as the paper averages rotated inputs "
+            "(default; --no-tta is 8 times faster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``unet-course`` with its ``train``, ``predict``, ``evaluate`` and ``export`` subcommands."""
     from .evaluation import WARPING_MAX_PIXELS
@@ -117,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a training folder (checkpoint.pt + model.json) or a .pt file with a .json beside it")
     predict.add_argument("input", type=Path, metavar="INPUT", help="a folder of images or a (multi-page) TIFF")
     predict.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="folder for the masks (created)")
-    predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                         help="average the 8 flips/rotations of each tile, as the paper averages rotated "
-                         "inputs (default; --no-tta is 8 times faster)")
+    predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help=TTA_HELP)
     predict.add_argument("--tile-size", type=int, default=None, help="input tile side (default: the training tile)")
     predict.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     predict.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -140,9 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("images", type=Path, metavar="IMAGES", help="a folder of images")
     evaluate.add_argument("masks", type=Path, metavar="MASKS", help="a folder of masks with the images' file names")
     evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the report (created)")
-    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                         help="average the 8 flips/rotations of each tile, as the paper averages rotated "
-                         "inputs (default; --no-tta is 8 times faster)")
+    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help=TTA_HELP)
     evaluate.add_argument("--tile-size", type=int, default=None, help="input tile side, a valid size for the model "
                           "(default: predict_tiled's, the largest that fits; a valid U-Net's scores do not depend on it)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
