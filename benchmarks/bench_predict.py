@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,10 +34,11 @@ from unet_course.sizes import prediction_tile_size
 RESULTS = Path(__file__).parent / "results" / "predict_cpu.md"
 
 
-def trained(model: nn.Module, steps: int, tile: int = 96, seed: int = 0) -> nn.Module:
-    """``model`` after ``steps`` Adam steps on 96² crops of synthetic membranes, batch 2: brief, but
-    enough for its predictions (and so its receptive field) to be a trained network's."""
-    torch.manual_seed(seed)
+def trained(build: Callable[[], nn.Module], steps: int, tile: int = 96, seed: int = 0) -> nn.Module:
+    """The model ``build()`` makes, after ``steps`` Adam steps on 96² crops of synthetic membranes, batch 2:
+    brief, but enough for its predictions (and so its receptive field) to be a trained network's."""
+    torch.manual_seed(seed)  # the same initial weights and crops in every run
+    model = build()
     samples = [synthetic_membranes(256, seed=s) for s in range(8)]
     images = torch.stack([torch.from_numpy(s.image)[None] for s in samples])
     masks = torch.stack([torch.from_numpy(s.mask).long() for s in samples])
@@ -132,7 +134,7 @@ def machine() -> str:
         pass
     versions = ", ".join(f"{name} {importlib.metadata.version(name)}"
                          for name in ("torch", "monai", "segmentation_models_pytorch"))
-    return f"{cpu}, {torch.get_num_threads()} threads; Python {platform.python_version()}, {versions}"
+    return f"{cpu}, torch threads: {torch.get_num_threads()}; Python {platform.python_version()}, {versions}"
 
 
 def main() -> int:
@@ -147,14 +149,14 @@ def main() -> int:
 
     if args.smoke:
         size, small_tile, steps, rounds, valid_tiles = 160, 64, 2, 1, [92, 124]
-        unet = UNet(base_channels=4, depth=2, padding="same")
-        smp_unet = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(32, 16, 8),
-                            in_channels=1, classes=2)
+        unet = partial(UNet, base_channels=4, depth=2, padding="same")
+        smp_unet = partial(smp.Unet, "resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(32, 16, 8),
+                           in_channels=1, classes=2)
         valid = UNet(base_channels=4, depth=2).eval()
     else:
         size, small_tile, steps, rounds, valid_tiles = 1024, 256, 120, args.rounds, [252, 572, 764]
-        unet, smp_unet = UNet(base_channels=16, padding="same"), smp.Unet("resnet18", encoder_weights=None,
-                                                                           in_channels=1, classes=2)
+        unet = partial(UNet, base_channels=16, padding="same")
+        smp_unet = partial(smp.Unet, "resnet18", encoder_weights=None, in_channels=1, classes=2)
         valid = UNet(base_channels=16).eval()
     start = time.perf_counter()
     names = ("UNet, same (smoke)", "smp.Unet (smoke)") if args.smoke else \
@@ -176,7 +178,8 @@ def main() -> int:
     text = "\n".join([
         "# Overlap-tile prediction: `predict_tiled` against MONAI's sliding window",
         "",
-        f"Machine: {machine()}. Measured {date.today().isoformat()} with `python benchmarks/bench_predict.py`: "
+        f"Machine: {machine()}. Measured {date.today().isoformat()} with `python benchmarks/bench_predict.py "
+        f"--threads {args.threads} --rounds {rounds}`: "
         f"best of {rounds} interleaved rounds, batches of 4 tiles for every method.",
         "",
         f"A {size}×{size} synthetic EM-like image (`synthetic_membranes({size}, seed=100)`) predicted by two "
