@@ -30,6 +30,14 @@ def test_streaming_memory_benchmark_smoke():
     assert "wrote" not in result.stdout
 
 
+def test_predict_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_predict.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "MONAI, tile 64, overlap 0.25" in result.stdout and "`predict_tiled` default" in result.stdout
+    assert "time per megapixel" in result.stdout and "wrote" not in result.stdout
+
+
 def test_cpu_budget_sweep_smoke(isbi_root):
     """The script behind the cpu budget trains, calibrates on training slices and scores held-out ones."""
     import json

@@ -120,3 +120,75 @@ def test_errors(model):
         predict_tiled(model, torch.rand(1, 30, 30), activation="relu")
     with pytest.raises(ValueError, match="larger tile_size"):
         predict_tiled(UNet(base_channels=4, depth=2, padding="same"), torch.rand(1, 30, 30), tile_size=8, context=3)
+
+
+@pytest.fixture(scope="module")
+def same_size_model() -> UNet:
+    torch.manual_seed(0)
+    return UNet(base_channels=4, depth=2, padding="same").eval()  # alignment 4, theoretical reach 20 px
+
+
+@pytest.fixture(scope="module")
+def membranes() -> torch.Tensor:
+    from unet_course.data import synthetic_membranes
+
+    return torch.from_numpy(synthetic_membranes((720, 560), seed=3).image)[None, None]  # larger than a 512 tile
+
+
+def test_same_size_default_is_close_to_the_whole_image(same_size_model, membranes):
+    """Tiles lie inside the image and overlap by the receptive field: the whole-image pass, nearly to the bit."""
+    with torch.no_grad():
+        whole = same_size_model(membranes).softmax(dim=1)
+    tiled = predict_tiled(same_size_model, membranes)  # 2 × 2 tiles of 512 px
+    assert tiled.shape == whole.shape
+    flipped = (tiled.argmax(1) != whole.argmax(1)).float().mean()
+    assert flipped < 1e-4 and (tiled - whole).abs().mean() < 1e-5  # measured: 0 and 1e-9
+
+
+def test_same_size_deviation_shrinks_as_the_overlap_grows(same_size_model, membranes):
+    with torch.no_grad():
+        whole = same_size_model(membranes).softmax(dim=1)
+    deviations = [float((predict_tiled(same_size_model, membranes, tile_size=128, context=context) - whole).abs()
+                        .mean()) for context in (2, 6, 12)]  # overlaps of 4, 12 and 24 px
+    assert deviations[0] > 2 * deviations[1] > 4 * deviations[2] > 0  # measured: 0.0070, 0.0021, 0.00025
+
+
+def test_same_size_image_that_fits_one_tile_is_predicted_whole(same_size_model):
+    image = torch.rand(1, 150, 90)  # the model takes multiples of 4: extended by mirroring at the far sides
+    with torch.no_grad():
+        whole = same_size_model(mirror_pad(image[None], (0, 2, 0, 2))).softmax(dim=1)[0, :, :150, :90]
+    torch.testing.assert_close(predict_tiled(same_size_model, image), whole, atol=1e-6, rtol=0)
+    averaged = predict_tiled(same_size_model, image[:, :64, :48], tta=True)  # a 64 × 48 tile, turned too
+    turned = predict_tiled(same_size_model, torch.rot90(image[:, :64, :48], 1, dims=(-2, -1)), tta=True)
+    torch.testing.assert_close(turned, torch.rot90(averaged, 1, dims=(-2, -1)), atol=1e-6, rtol=0)
+
+
+def test_same_size_blend_weights_sum_to_one():
+    from unet_course.tiling import _crossfades, _tile_starts
+
+    for length, tile, overlap in ((1024, 256, 64), (1000, 256, 64), (720, 512, 38), (96, 64, 16)):
+        starts = _tile_starts(length, tile, overlap, 8)
+        assert starts[0] == 0 and starts[-1] == length - tile and all(s % 8 == 0 for s in starts)
+        assert all(a + tile - b >= overlap for a, b in zip(starts, starts[1:]))  # neighbours overlap enough
+        total = torch.zeros(length)
+        for start, weight in zip(starts, _crossfades(starts, tile, overlap // 2)):
+            assert weight[0 if start > 0 else -1] == 0 or start + tile == length  # nothing from an inner edge pixel
+            total[start:start + tile] += weight
+        torch.testing.assert_close(total, torch.ones(length))
+
+
+def test_effective_receptive_field():
+    from unet_course.tiling import effective_receptive_field
+
+    box = nn.Conv2d(1, 1, 5, padding=2, bias=False)
+    nn.init.ones_(box.weight)  # every pixel within 2 px counts the same: rings hold 1, 8 and 16 of 25
+    tile = torch.rand(1, 33, 33)
+    assert effective_receptive_field(box, tile) == 2
+    assert effective_receptive_field(box, tile, mass=0.3) == 1
+    assert box.weight.grad is None  # the model's gradients are left alone
+    torch.manual_seed(0)
+    assert 0 < effective_receptive_field(UNet(base_channels=4, depth=2, padding="same"), tile[:, :32, :32]) <= 20
+    with pytest.raises(ValueError, match="same-size model"):
+        effective_receptive_field(UNet(base_channels=4, depth=2), torch.rand(1, 44, 44))
+    with pytest.raises(ValueError, match="mass"):
+        effective_receptive_field(box, tile, mass=0)

@@ -2,7 +2,8 @@
 
 The image is mirrored at its borders so that every output pixel sees its full context,
 cut into overlapping input tiles, predicted a batch of tiles at a time and stitched.
-Works for the paper's valid-convolution U-Net and for same-size models such as ``smp.Unet``;
+Works for the paper's valid-convolution U-Net, exactly, and for same-size models such as
+``smp.Unet``, whose tiles overlap by their effective receptive field and are blended;
 optionally averages the 8 flips and rotations of each tile (test-time augmentation).
 """
 
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .sizes import alignment, check_tile_size, prediction_tile_size
+from .sizes import alignment, check_tile_size, prediction_tile_size, whole_image_tile_size
 
-__all__ = ["mirror_pad", "predict_tiled", "predict_tiles", "dihedral_transforms"]
+__all__ = ["mirror_pad", "predict_tiled", "predict_tiles", "dihedral_transforms", "effective_receptive_field"]
+
+PROBE_TILE = 128  # side of the crop on which predict_tiled measures a same-size model's receptive field
 
 
 def _reflect_indices(length: int, before: int, after: int, device: torch.device) -> torch.Tensor:
@@ -102,21 +105,24 @@ def predict_tiled(
         model: maps ``(N, C, h, w)`` to ``(N, K, h - 2m, w - 2m)``, e.g. :class:`UNet` (``m`` =
             ``model.margin``, else measured by one forward pass) or a same-size model (``m = 0``).
         image: ``(N, C, H, W)`` or ``(C, H, W)``, any H and W; numpy arrays are converted.
-        tile_size: side of the square input tiles. Default: for a model with
-            ``valid_input_size`` (our UNet) 572, or the smallest valid tile covering a small
-            image; 512 otherwise. It must be a valid input size of the model.
+        tile_size: side of the square input tiles. Default: for a valid model 572, or the smallest
+            valid tile covering a small image; for a same-size model 512 (or 8 × ``context`` if
+            larger), cut to the image where it is smaller. It must be a valid input size of the model.
         batch_size: tiles per forward pass. Default 4.
         tta: average the predictions of the 8 flips/rotations of each tile. Default False.
         progress: show a progress bar over batches. Default False.
         activation: ``"softmax"`` over classes, ``"sigmoid"``, or None for raw logits; applied
             before averaging (TTA, overlaps). Default "softmax".
-        context: extra pixels cut from every side of each tile's output. Default 0 for models
-            that lose a margin (they already see full context), ``tile_size // 8`` for same-size
-            models, whose predictions near a tile edge saw zero padding instead of image.
+        context: pixels of image a tile's predictions need beyond them. A valid model already sees
+            its full context (default 0; more is cut from every side of each output tile). A
+            same-size model sees zero padding instead of image near a tile edge: its tiles overlap
+            by ``2·context`` px and are blended across the middle of each overlap. Default: its
+            :func:`effective_receptive_field`, at most ``tile_size // 8``; none when the image fits one tile.
 
     Returns:
         ``(N, K, H, W)`` (or ``(K, H, W)``) float32, on the image's device. With a valid
-        model the result equals the whole mirror-padded image predicted at once.
+        model the result equals the whole mirror-padded image predicted at once; with a
+        same-size model it is close to the whole image predicted at once (equal if it fits one tile).
 
     The model is put in eval mode and every submodule's train/eval flag is restored afterwards.
 
@@ -128,6 +134,7 @@ def predict_tiled(
     Explained in chapter 3, "The U-Net architecture"; used for evaluation in chapter 7.
     """
     images = _checked_images(image, tile_size, batch_size, activation)
+    requested = tile_size
     single = images.ndim == 3
     images = images[None] if single else images
     num_images, channels, height, width = images.shape
@@ -140,8 +147,13 @@ def predict_tiled(
     try:
         tile_size = check_tile_size(int(tile_size or prediction_tile_size(model, height, width, context or 0)), model)
         model_margin = _margin_of(model, channels, tile_size, device, dtype)
+        if model_margin == 0:  # a same-size model: tiles inside the image, blended (see _predict_same_size)
+            result = _predict_same_size(model, images.to(device, dtype), tile_size, context, requested_tile=requested,
+                                        batch_size=batch_size, tta=tta, progress=progress, activation=activation)
+            result = result.to(images.device)
+            return result[0] if single else result
         if context is None:
-            context = 0 if model_margin > 0 else tile_size // 8
+            context = 0  # a valid model already sees its full context
         margin, out_tile, rows, cols = _tile_grid(model, tile_size, model_margin + context, height, width)
         padded = mirror_pad(images.to(device, dtype), (margin, cols[-1] + out_tile + margin - width,
                                                        margin, rows[-1] + out_tile + margin - height))
@@ -207,6 +219,132 @@ def _check_output(outputs: torch.Tensor, tile_size: int, model_margin: int) -> N
     if outputs.shape[-1] != expected or outputs.shape[-2] != expected:
         raise ValueError(f"the model mapped a {tile_size}-px tile to {tuple(outputs.shape[-2:])}, "
                          f"expected {expected} px per side (margin {model_margin}).")
+
+
+def effective_receptive_field(model: nn.Module, image: torch.Tensor, *, mass: float = 0.99) -> int:
+    """How far from a tile edge a same-size model still looks, in pixels, measured on ``image``.
+
+    The radius of the square around ``image``'s centre pixel that holds ``mass`` of the gradient of
+    that pixel's logits with respect to the input: the *effective* receptive field of Luo et al.
+    (2016), which training makes far smaller than the theoretical one. One forward and one
+    backward pass; the model's own gradients are left untouched. It sets how much context
+    :func:`predict_tiled` gives each tile of a same-size model (chapter 3).
+
+    Shape:
+        ``image``: ``(C, S, S)`` or ``(1, C, S, S)``, a square of a size the model takes; the result is below ``S / 2``.
+
+    Example:
+        >>> model = UNet(base_channels=4, depth=2, padding="same")
+        >>> effective_receptive_field(model, torch.rand(1, 64, 64)) < 32
+        True
+    """
+    if not 0 < mass <= 1:
+        raise ValueError(f"mass must be a fraction of the gradient in (0, 1], got {mass}")
+    probe = (image[None] if image.ndim == 3 else image).detach().clone().requires_grad_(True)
+    size = probe.shape[-1]
+    if probe.ndim != 4 or probe.shape[0] != 1 or probe.shape[-2] != size:
+        raise ValueError(f"image must be one square, (C, S, S) or (1, C, S, S); got {tuple(image.shape)}; "
+                         f"cut a square crop")
+    with torch.enable_grad():
+        outputs = model(probe)
+        if outputs.shape[-2:] != probe.shape[-2:]:
+            raise ValueError(f"effective_receptive_field needs a same-size model; a {size}-px tile gave "
+                             f"{tuple(outputs.shape[-2:])}")
+        (gradient,) = torch.autograd.grad(outputs[0, :, size // 2, size // 2].sum(), probe)
+    gradient = gradient[0].abs().sum(0).double()  # (S, S)
+    offsets = (torch.arange(size, device=gradient.device) - size // 2).abs()
+    ring = torch.maximum(offsets[:, None], offsets[None, :])  # Chebyshev distance from the centre pixel
+    per_ring = torch.zeros(size, dtype=gradient.dtype, device=gradient.device).index_add_(0, ring.flatten(),
+                                                                                          gradient.flatten())
+    if per_ring.sum() == 0:  # a network that ignores its input here: nothing reaches in from outside either
+        return 0
+    return int((per_ring.cumsum(0) < mass * per_ring.sum()).sum())
+
+
+def _tile_starts(length: int, tile: int, overlap: int, step: int) -> list[int]:
+    """Tile starts along one axis: multiples of ``step``, evenly spread, neighbours overlapping by at
+    least ``overlap`` px, the first at 0 and the last flush with the end (``length - tile``)."""
+    if tile >= length:
+        return [0]
+    longest = (tile - overlap) // step * step
+    count = 1 + math.ceil((length - tile) / longest)
+    return [round(k * (length - tile) / (count - 1) / step) * step for k in range(count)]
+
+
+def _crossfades(starts: list[int], tile: int, fade: int) -> list[torch.Tensor]:
+    """Each tile's weight along one axis: 1, except across the middle ``fade`` px of an overlap with a
+    neighbour, where it falls as ``cos²`` while the neighbour's rises as ``sin²`` (they sum to 1)."""
+    position = torch.arange(tile) + 0.5
+
+    def rising(overlap: int) -> torch.Tensor:  # 0 → 1 across the band centred in an overlap starting at 0
+        width = max(min(fade, overlap), 1e-6)
+        return torch.sin(torch.pi / 2 * ((position - (overlap - width) / 2) / width).clamp(0, 1)) ** 2
+
+    weights = []
+    for k, start in enumerate(starts):
+        weight = torch.ones(tile)
+        if k > 0:
+            weight = weight * rising(starts[k - 1] + tile - start)
+        if k + 1 < len(starts):
+            weight = weight * rising(start + tile - starts[k + 1]).flip(0)
+        weights.append(weight)
+    return weights
+
+
+def _predict_same_size(model: nn.Module, images: torch.Tensor, tile_size: int, context: int | None, *,
+                       requested_tile: int | None, batch_size: int, tta: bool, progress: bool,
+                       activation: str | None) -> torch.Tensor:
+    """Overlap-tile for a model whose output has its input's size (``UNet(padding="same")``, ``smp.Unet``).
+
+    Such a model pads every convolution with zeros, so a pixel near a tile edge sees zeros where the
+    image goes on, and its prediction differs from a whole-image pass. Tiles therefore overlap by
+    ``2·context`` px (the model's effective receptive field by default) and are blended across the
+    middle of each overlap, where both see the most image. Tiles lie inside the image: at the image
+    border the model sees the same zero padding as in a whole-image pass, and an image that fits in
+    one tile is predicted whole, exactly. Returns ``(N, K, H, W)`` on the model's device.
+    """
+    num_images, channels, height, width = images.shape
+    covering = [whole_image_tile_size(model, side, 1) for side in (height, width)]  # sizes the model takes
+    padded = mirror_pad(images, (0, covering[1] - width, 0, covering[0] - height))  # far sides only
+    if context is None:
+        if max(covering) <= tile_size:  # one tile: the whole image, no context needed
+            context = 0
+        else:  # measured on a central crop of the first image, at most PROBE_TILE px: the context is below half that
+            side = min(whole_image_tile_size(model, PROBE_TILE, 1), *covering)
+            top, left = (covering[0] - side) // 2, (covering[1] - side) // 2
+            context = effective_receptive_field(model, padded[0, :, top:top + side, left:left + side])
+        if requested_tile is None:
+            tile_size = prediction_tile_size(model, height, width, context)
+        context = min(context, tile_size // 8)  # a small tile keeps its cost: at most 1.8× the pixels
+    elif context < 0:
+        raise ValueError(f"context must be >= 0 pixels, got {context}")
+    tile = [min(tile_size, side) for side in covering]  # (tile height, tile width)
+    step = alignment(model)
+    if any(t < side and t - 2 * context < step for t, side in zip(tile, covering)):
+        raise ValueError(f"tile_size={tile_size} leaves fewer than the model's alignment of {step} px between "
+                         f"overlaps of 2·context = {2 * context} px; use a larger tile_size or a smaller context.")
+    starts = [_tile_starts(side, t, 2 * context, step) for side, t in zip(covering, tile)]
+    fades = [_crossfades(axis_starts, t, context) for axis_starts, t in zip(starts, tile)]
+    tiles = [(n, i, j) for n in range(num_images) for i in range(len(starts[0])) for j in range(len(starts[1]))]
+    total = weights = None
+    for first in tqdm(range(0, len(tiles), batch_size), disable=not progress, desc="tiles"):
+        batch = tiles[first:first + batch_size]
+        crops = [padded[n, :, starts[0][i]:starts[0][i] + tile[0], starts[1][j]:starts[1][j] + tile[1]]
+                 for n, i, j in batch]
+        outputs = predict_tiles(model, torch.stack(crops), tta=tta, activation=activation)  # (B, K, th, tw)
+        if outputs.shape[-2:] != crops[0].shape[-2:]:
+            raise ValueError(f"the model mapped a {tuple(crops[0].shape[-2:])} tile to {tuple(outputs.shape[-2:])}; "
+                             f"a same-size model must keep the size")
+        if total is None:
+            total = outputs.new_zeros((num_images, outputs.shape[1], *covering))
+            weights = outputs.new_zeros((num_images, 1, *covering))
+        for output, (n, i, j) in zip(outputs, batch):
+            weight = (fades[0][i][:, None] * fades[1][j][None, :]).to(output)
+            region = (n, slice(None), slice(starts[0][i], starts[0][i] + tile[0]),
+                      slice(starts[1][j], starts[1][j] + tile[1]))
+            total[region] += weight * output
+            weights[region] += weight
+    return (total / weights)[..., :height, :width]
 
 
 @torch.no_grad()
