@@ -20,7 +20,8 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arrays import label_components
+from .arrays import THRESHOLD, above_threshold, label_components
+from .budget import model_device
 from .calibrate import threshold_sweep
 from .data.folder import ImageMaskFolder
 from .metrics import dice, iou, match_instances, pixel_error, rand_error, warping_error
@@ -114,7 +115,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
-def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = None, *, threshold: float = 0.5,
+def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = None, *, threshold: float = THRESHOLD,
                     tta: bool = False, tile_size: int | None = None, device: torch.device | str | None = None,
                     warping_max_pixels: int = WARPING_MAX_PIXELS, regions: int = 6,
                     progress: bool = True) -> EvaluationReport:
@@ -151,8 +152,7 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
         raise ValueError("there are no images to evaluate; pass a folder (or dataset) holding at least one image")
     num_classes = int(getattr(model, "num_classes", 2))
     two_classes = num_classes == 2
-    parameter = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (parameter.device if parameter is not None else "cpu")
+    device = model_device(model, device)
     model.to(device)
     rows, pairs, found, counts = [], [], [], np.zeros(3, dtype=np.int64)
     for index, name in enumerate(tqdm(_names(data), desc="evaluating", unit="image", disable=not progress)):
@@ -164,7 +164,7 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
         probabilities = probabilities.cpu().numpy()
         # two classes: the metrics cut P(class 1) at the threshold themselves, as predict does
         pred = probabilities[1] if two_classes else probabilities.argmax(0)
-        labels = (pred > threshold).astype(np.int64) if two_classes else pred
+        labels = above_threshold(pred, threshold).astype(np.int64) if two_classes else pred
         row = {"name": name, "height": truth.shape[0], "width": truth.shape[1],
                "pixel_error": pixel_error(pred, truth, threshold=threshold)}
         for what, scores in (("iou", iou(pred, truth, num_classes, threshold=threshold)),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.download import atomic_file
+from .files import atomic_file
 from .evaluation import EvaluationReport
 
 __all__ = ["REPORT_FILES", "check_report_folder", "write_report"]

@@ -15,8 +15,8 @@ from torch import nn
 
 from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
 
-__all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "prediction_tile_size",
-           "whole_image_tile_size"]
+__all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "check_image_fits",
+           "prediction_tile_size", "whole_image_tile_size"]
 
 PAPER_TILE = 572  # the paper's input tile (Fig. 1): 388² outputs
 SAME_SIZE_TILE = 512  # the default tile of models whose output has the input's size (smp.Unet)
@@ -101,6 +101,19 @@ def training_tile_size(model: nn.Module, smallest_side: int) -> int:
         raise ValueError(f"images of {smallest_side} px (after mirror padding) are smaller than the smallest tile "
                          f"{_describe(model)} takes ({above} px); use larger images or a shallower model")
     return max(fitting)
+
+
+def check_image_fits(tile_size: int, height: int, width: int, margin: int, *, name: str = "tile_size",
+                     image: object = "an image") -> None:
+    """Refuse a ``height × width`` image that a ``tile_size`` tile does not fit, even mirror-padded by ``margin``.
+
+    ``fit`` pads every training image by the model's margin before cutting tiles, so an image
+    needs ``min(height, width) + 2·margin >= tile_size``. ``name`` and ``image`` are how the
+    caller calls the size and the image, for the message.
+    """
+    if min(height, width) + 2 * margin < tile_size:
+        raise ValueError(f"{image} is {width}×{height} pixels, too small for {name} {tile_size} even with "
+                         f"{margin} mirrored pixels per side; pass a smaller {name}")
 
 
 def whole_image_tile_size(model: nn.Module, height: int, width: int, context: int = 0) -> int:
