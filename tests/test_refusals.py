@@ -339,7 +339,7 @@ LIBRARY = [
     ("fit w0 inf", lambda: _fit(w0=float("inf"), loss_weights="unet"), ValueError, "w0 must be finite"),
     ("fit sigma nan", lambda: _fit(border_sigma=float("nan")), ValueError, "border_sigma must be finite"),
     ("fit masks 0/255, two classes", lambda: _fit(data=_with_masks(255)), ValueError,
-     r"mask 0 holds the values \[0, 255\], but the model has 2 classes"),
+     r"mask 0 of the training data holds the values 0, 255, but the model has 2 classes"),
     ("fit negative loss weights", lambda: _fit(data=[(*_with_masks(1)[0], -torch.ones(64, 64))]), ValueError,
      "negative or non-finite loss weights"),
     ("fit NaN image", lambda: _fit(data=[(torch.full((1, 64, 64), float("nan")), _with_masks(1)[0][1])]),

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import elastic_deform
+from .data.images import check_mask_values
 from .distributed import process_group
 from .streaming import Augment, Sample, augment_tiles, orient, random_tile, tile_loader
 from .tiling import mirror_pad
@@ -99,11 +100,8 @@ def prepare_samples(data, loss_weights: str | None, *, margin: int = 0, num_clas
 
 
 def _check_sample(index: int, mask: torch.Tensor, weight_map: torch.Tensor, num_classes: int | None) -> None:
-    if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
-        values = mask.unique().tolist()
-        shown = values if len(values) <= 8 else values[:5] + ["…", values[-1]]
-        raise ValueError(f"training mask {index} holds the values {shown}, but the model has {num_classes} "
-                         f"classes (0..{num_classes - 1}); map the mask's values to class indices")
+    if num_classes is not None:
+        check_mask_values(mask.numpy(), num_classes, f"{index} of the training data")
     if not bool((torch.isfinite(weight_map) & (weight_map >= 0)).all()):
         raise ValueError(f"training item {index} has negative or non-finite loss weights; weights must be "
                          f"finite and >= 0")

@@ -45,7 +45,7 @@ class Region:
     errors: int  # wrongly labelled pixels inside it
     image: np.ndarray  # (h, w) float, the first channel
     truth: np.ndarray  # (h, w) class indices
-    labels: np.ndarray  # (h, w) predicted class indices
+    prediction: np.ndarray  # (h, w) predicted class indices
 
 
 @dataclass
@@ -99,9 +99,9 @@ def _worst_window(wrong: np.ndarray, size: int) -> tuple[int, int, int]:
     return int(top), int(left), int(round(inner[top, left]))
 
 
-def _object_counts(labels: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+def _object_counts(prediction: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` of the connected components of class 1, matched at IoU above 0.5."""
-    match = match_instances(label_components(labels == 1), label_components(truth == 1), IOU_MATCH)[0]
+    match = match_instances(label_components(prediction == 1), label_components(truth == 1), IOU_MATCH)[0]
     return match.tp, match.fp, match.fn
 
 
@@ -164,7 +164,7 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
         probabilities = probabilities.cpu().numpy()
         # two classes: the metrics cut P(class 1) at the threshold themselves, as predict does
         pred = probabilities[1] if two_classes else probabilities.argmax(0)
-        labels = above_threshold(pred, threshold).astype(np.int64) if two_classes else pred
+        prediction = above_threshold(pred, threshold).astype(np.int64) if two_classes else pred
         row = {"name": name, "height": truth.shape[0], "width": truth.shape[1],
                "pixel_error": pixel_error(pred, truth, threshold=threshold)}
         for what, scores in (("iou", iou(pred, truth, num_classes, threshold=threshold)),
@@ -174,16 +174,16 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
             row["rand_error"] = rand_error(pred, truth, threshold=threshold)
             small = 0 < truth.size <= warping_max_pixels
             row["warping_error"] = warping_error(pred, truth, threshold=threshold) if small else float("nan")
-            tp_fp_fn = _object_counts(labels, truth)
+            tp_fp_fn = _object_counts(prediction, truth)
             counts += tp_fp_fn
             row["instance_f1"] = _f1(*tp_fp_fn)
             pairs.append((pred, truth))
         row["seconds"] = seconds
         rows.append(row)
         size = max(1, min(64, *truth.shape))
-        top, left, errors = _worst_window(labels != truth, size)
+        top, left, errors = _worst_window(prediction != truth, size)
         window = (slice(top, top + size), slice(left, left + size))
-        found.append(Region(name, top, left, errors, image[0].cpu().numpy()[window], truth[window], labels[window]))
+        found.append(Region(name, top, left, errors, image[0].cpu().numpy()[window], truth[window], prediction[window]))
     overall = {"name": "all", "height": float("nan"), "width": float("nan")}
     for column in rows[0]:
         if column not in overall:

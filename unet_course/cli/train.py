@@ -137,10 +137,8 @@ def _training_data(args, tile: int, depth: int):
     return _folder_data(args, tile, depth)
 
 
-def _check_options(args, run: dict) -> None:
-    """The options only the command line has, then every number ``fit`` checks, in ``fit``'s words."""
-    from ..train import check_fit_arguments
-
+def _check_options(args) -> None:
+    """The options only the command line has, before anything is read or written."""
     for option in ("images", "image_size"):
         if getattr(args, option) < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
@@ -148,6 +146,12 @@ def _check_options(args, run: dict) -> None:
         raise UserError(f"--held-out must be 0 or more, got {args.held_out}")
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
+
+
+def _check_run(args, run: dict) -> None:
+    """Every number of the run as ``UNet`` and ``fit`` check it, in their words with the option's name."""
+    from ..train import check_fit_arguments
+
     for option in ("base_channels", "depth"):
         if run[option] < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {run[option]}")
@@ -208,6 +212,7 @@ def command(args) -> int:
     from ..budget import best_device
     from ..distributed import join_from_environment, leave
 
+    _check_options(args)
     device = check_device(args.device)
     joined = join_from_environment(device or best_device())
     try:
@@ -227,7 +232,7 @@ def _train(args, device: torch.device | None) -> int:
     rank, world_size = process_group()
     out, checkpoint, config_path = args.out, args.out / "checkpoint.pt", args.out / "model.json"
     budget, run, stored, state = _settings(args, out)
-    _check_options(args, run)
+    _check_run(args, run)
     if state is not None:
         try:
             check_resume(state, checkpoint, steps=run["steps"], world_size=world_size)
