@@ -204,3 +204,22 @@ def test_debug_shows_the_traceback(tmp_path):
     assert main(argv) == 2
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize("option, value, argument", [
+    ("--lr", "nan", {"lr": float("nan")}), ("--momentum", "1", {"momentum": 1.0}),
+    ("--batch-size", "0", {"batch_size": 0}), ("--num-workers", "-2", {"num_workers": -2}),
+    ("--eval-every", "0", {"eval_every": 0}), ("--checkpoint-every", "0", {"checkpoint_every": 0}),
+    ("--steps", "0", {"steps": 0}),
+])
+def test_train_refuses_in_fits_own_words(option, value, argument, tmp_path, capsys):
+    """fit's checks are the only ones: the command line says what fit says, with the option's name."""
+    from unet_course.train import check_fit_arguments
+
+    with pytest.raises(ValueError) as raised:
+        check_fit_arguments(**({"steps": 10, "lr": 0.01} | argument))
+    assert main(["train", *TINY, "--out", str(tmp_path / "run"), option, value]) == 2
+    name = option[2:].replace("-", "_")  # fit's name of the option
+    assert str(raised.value).startswith(name)
+    assert capsys.readouterr().err == f"unet-course train: error: {option}{str(raised.value)[len(name):]}\n"
+    assert not (tmp_path / "run").exists()
