@@ -66,7 +66,7 @@ def _find(function_name: str):
 
 def test_the_table_has_the_rows_the_code_relies_on():
     assert {"weight_map", "loss_weights", "width", "border_sigma", "elastic_sigma", "connectivity", "tile_size",
-            "base_channels", "seed", "generator", "device"} <= set(_table())
+            "base_channels", "seed", "generator", "device", "threshold", "run", "labels"} <= set(_table())
 
 
 @pytest.mark.parametrize("name, functions", sorted(_table().items()))
