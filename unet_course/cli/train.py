@@ -34,6 +34,8 @@ def _per_budget(key: str) -> str:
 
 def add_arguments(train: argparse.ArgumentParser) -> None:
     """The options of ``train``."""
+    from ..data.isbi import NUM_SLICES
+
     train.add_argument("--data", default="synthetic-membranes", metavar="DATA",
                        help="isbi2012, synthetic-cells, synthetic-membranes, or a folder holding images/ and "
                        "masks/ with matching file names (default: synthetic-membranes)")
@@ -67,7 +69,7 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
                        "their weight maps (0: in the training process), so that memory stays flat for many "
                        "images (default: in memory when they fit in 1 GiB, else streamed in the training process)")
     train.add_argument("--held-out", type=int, default=None, metavar="N",
-                       help="images kept out of training to validate on (default: 5 of the 30 ISBI slices, "
+                       help=f"images kept out of training to validate on (default: 5 of the {NUM_SLICES} ISBI slices, "
                        "4 synthetic images, none of a folder)")
     train.add_argument("--images", type=int, default=24, help="synthetic training images (default: 24)")
     train.add_argument("--image-size", type=int, default=256, help="side of synthetic images (default: 256, "
