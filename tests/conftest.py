@@ -36,11 +36,14 @@ def built_book(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A run folder of `unet-course train`: a 2-step U-Net of depth 2 and 4 base channels, tile 60."""
+    """A run folder of `unet-course train`, one per test session: a 3-step U-Net of depth 2 and 4 base channels, tile 60.
+
+    Read only: a test that changes a run copies it first.
+    """
     from unet_course.cli import main
 
     out = tmp_path_factory.mktemp("tiny") / "run"
     assert main(["train", "--data", "synthetic-membranes", "--base-channels", "4", "--depth", "2", "--tile-size", "60",
-                 "--steps", "2", "--images", "2", "--image-size", "64", "--held-out", "1", "--out", str(out),
+                 "--steps", "3", "--images", "2", "--image-size", "64", "--held-out", "1", "--out", str(out),
                  "--quiet"]) == 0
     return out

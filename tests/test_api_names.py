@@ -19,7 +19,7 @@ MODULES = ["unet_course", "unet_course.train", "unet_course.weights", "unet_cour
            "unet_course.sizes", "unet_course.losses", "unet_course.calibrate", "unet_course.models.unet",
            "unet_course.metrics", "unet_course.budget", "unet_course.runs", "unet_course.hub", "unet_course.arrays",
            "unet_course.evaluation", "unet_course.report", "unet_course.export", "unet_course.streaming",
-           "unet_course.distributed"]
+           "unet_course.distributed", "unet_course.batches", "unet_course.files"]
 # Names that once meant two things each; none may return as a parameter of a public function.
 RETIRED = {"weights": "weight_map or loss_weights", "weight": "weight_map", "sigma": "border_sigma or elastic_sigma",
            "tile": "tile_size", "rng": "seed or generator"}
@@ -66,7 +66,7 @@ def _find(function_name: str):
 
 def test_the_table_has_the_rows_the_code_relies_on():
     assert {"weight_map", "loss_weights", "width", "border_sigma", "elastic_sigma", "connectivity", "tile_size",
-            "base_channels", "seed", "generator", "device"} <= set(_table())
+            "base_channels", "seed", "generator", "device", "threshold", "run", "labels"} <= set(_table())
 
 
 @pytest.mark.parametrize("name, functions", sorted(_table().items()))
@@ -84,6 +84,17 @@ def test_no_public_function_uses_a_retired_name():
     offenders = [f"{where}({name}) → {RETIRED[name]}" for where, target in _public_callables().items()
                  for name in _parameters(target) if name in RETIRED]
     assert not offenders, offenders
+
+
+def test_run_files_are_read_and_written_and_networks_loaded():
+    """One verb per meaning: no public ``load_checkpoint``, ``save_checkpoint`` or ``load_weights`` comes back."""
+    names = {where.rsplit(".", 1)[1] for where in _public_callables()}
+    assert {"read_checkpoint", "write_checkpoint", "read_config", "write_config", "load_run", "load_parameters"} <= names
+    assert not names & {"load_checkpoint", "save_checkpoint", "load_weights", "save_config", "load_config"}
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    metavars = {name: [action.metavar for action in subcommands[name]._actions if not action.option_strings]
+                for name in ("predict", "evaluate", "export")}
+    assert all(found[0] == "RUN" and "CHECKPOINT" not in found for found in metavars.values()), metavars
 
 
 def test_connectivity_is_4_or_8_everywhere():

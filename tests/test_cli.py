@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from unet_course.cli import build_parser, main
-from unet_course.train import load_checkpoint
+from unet_course.runs import read_checkpoint
 
 TINY = ["--data", "synthetic-membranes", "--base-channels", "4", "--depth", "2", "--tile-size", "60", "--images", "2",
         "--image-size", "64", "--held-out", "1", "--quiet"]
@@ -20,14 +20,6 @@ TINY = ["--data", "synthetic-membranes", "--base-channels", "4", "--depth", "2",
 
 def _options(parser) -> set[str]:
     return {option for action in parser._actions for option in action.option_strings}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A 3-step run of a tiny U-Net, shared by the predict tests."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", *TINY, "--steps", "3", "--out", str(out)]) == 0
-    return out
 
 
 def _write_pngs(folder: Path, sizes, levels: int = 256) -> None:
@@ -64,14 +56,14 @@ def test_installed_console_script_shows_help():
     assert result.returncode == 0 and "--resume" in result.stdout and "isbi2012" in result.stdout
 
 
-def test_train_writes_checkpoint_history_and_config(trained):
-    assert {p.name for p in trained.iterdir()} >= {"checkpoint.pt", "history.json", "model.json"}
-    history = json.loads((trained / "history.json").read_text())
+def test_train_writes_checkpoint_history_and_config(tiny_run):
+    assert {p.name for p in tiny_run.iterdir()} >= {"checkpoint.pt", "history.json", "model.json"}
+    history = json.loads((tiny_run / "history.json").read_text())
     assert history["step"] == [1, 2, 3] and len(history["loss"]) == 3 and history["val_step"][-1] == 3
-    config = json.loads((trained / "model.json").read_text())
+    config = json.loads((tiny_run / "model.json").read_text())
     assert (config["base_channels"], config["depth"], config["tile_size"]) == (4, 2, 60)
     assert 0 < config["threshold"] < 1  # chosen on the training images after training
-    assert load_checkpoint(trained / "checkpoint.pt")["step"] == 3
+    assert read_checkpoint(tiny_run / "checkpoint.pt")["step"] == 3
 
 
 def test_train_takes_the_budgets_schedule_unless_told(tmp_path):
@@ -83,7 +75,7 @@ def test_train_takes_the_budgets_schedule_unless_told(tmp_path):
     config = json.loads((out / "model.json").read_text())
     cpu = TRAINING_RUNS["cpu"]
     assert (config["lr"], config["lr_schedule"], config["loss_weights"]) == (cpu["lr"], cpu["lr_schedule"], cpu["loss_weights"])
-    last_lr = load_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
+    last_lr = read_checkpoint(out / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
     assert last_lr < cpu["lr"] if cpu["lr_schedule"] == "cosine" else last_lr == cpu["lr"]
     assert main(["train", *TINY, "--steps", "2", "--budget", "cpu", "--lr", "0.001", "--lr-schedule", "constant",
                  "--loss-weights", "none", "--out", str(out), "--overwrite"]) == 0
@@ -91,20 +83,20 @@ def test_train_takes_the_budgets_schedule_unless_told(tmp_path):
     assert (config["lr"], config["lr_schedule"], config["loss_weights"]) == (0.001, "constant", None)
 
 
-def test_resume_continues_to_the_total(trained, tmp_path):
+def test_resume_continues_to_the_total(tiny_run, tmp_path):
     out = tmp_path / "run"
-    shutil.copytree(trained, out)
+    shutil.copytree(tiny_run, out)
     first = json.loads((out / "history.json").read_text())["loss"]
     assert main(["train", *TINY, "--steps", "5", "--out", str(out), "--resume"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert history["step"] == [1, 2, 3, 4, 5] and history["loss"][:3] == first
-    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+    assert read_checkpoint(out / "checkpoint.pt")["step"] == 5
     assert main(["train", *TINY, "--steps", "6", "--out", str(out), "--resume", "--base-channels", "8"]) == 2
 
 
-def test_predict_writes_one_mask_per_image(trained, tmp_path):
+def test_predict_writes_one_mask_per_image(tiny_run, tmp_path):
     _write_pngs(tmp_path / "in", [(50, 70), (40, 30)])
-    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["predict", str(tiny_run), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet"]) == 0
     masks = sorted((tmp_path / "out").iterdir())
     assert [m.name for m in masks] == ["im0.png", "im1.png"]
     arrays = [np.asarray(Image.open(m)) for m in masks]
@@ -112,26 +104,44 @@ def test_predict_writes_one_mask_per_image(trained, tmp_path):
     assert all(set(np.unique(a).tolist()) <= {0, 255} for a in arrays)
 
 
+def test_predict_takes_a_published_name_where_it_takes_a_run(tmp_path, monkeypatch, capsys):
+    from unet_course import pretrained, pretrained_config
+    from unet_course.tiling import predict_tiled
+
+    _write_pngs(tmp_path / "in", [(48, 52)])
+    assert main(["predict", "isbi2012-cpu", str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", "--no-tta"]) == 0
+    written = np.asarray(Image.open(tmp_path / "out" / "im0.png"))
+    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "im0.png"), dtype=np.float32) / 255)[None]
+    threshold = pretrained_config("isbi2012-cpu")["threshold"]
+    expected = (predict_tiled(pretrained("isbi2012-cpu"), image, tile_size=pretrained_config()["tile_size"])[1]
+                > threshold).numpy() * 255
+    assert np.array_equal(written, expected)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "isbi2012-cpu").mkdir()  # a folder of that name is a run, as everywhere else
+    assert main(["predict", "isbi2012-cpu", "in", "again"]) == 2
+    assert "no checkpoint at isbi2012-cpu/checkpoint.pt" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags, tta", [([], True), (["--tta"], True), (["--no-tta"], False)])
-def test_predict_averages_the_eight_orientations_unless_told_not_to(trained, tmp_path, flags, tta):
+def test_predict_averages_the_eight_orientations_unless_told_not_to(tiny_run, tmp_path, flags, tta):
     from unet_course.runs import model_from_config
     from unet_course.tiling import predict_tiled
 
     _write_pngs(tmp_path / "in", [(48, 52)])
-    assert main(["predict", str(trained), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", *flags]) == 0
-    config = json.loads((trained / "model.json").read_text())
+    assert main(["predict", str(tiny_run), str(tmp_path / "in"), str(tmp_path / "out"), "--quiet", *flags]) == 0
+    config = json.loads((tiny_run / "model.json").read_text())
     model = model_from_config(config)
-    model.load_state_dict(load_checkpoint(trained / "checkpoint.pt")["model"])
+    model.load_state_dict(read_checkpoint(tiny_run / "checkpoint.pt")["model"])
     image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "im0.png"), dtype=np.float32) / 255)
     probabilities = predict_tiled(model, image[None], tile_size=60, tta=tta)
     expected = (probabilities[1] > config["threshold"]).numpy() * 255  # the run's threshold, not argmax
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "im0.png")), expected)
 
 
-def test_predict_reads_every_page_of_a_tiff(trained, tmp_path):
+def test_predict_reads_every_page_of_a_tiff(tiny_run, tmp_path):
     pages = [Image.fromarray(np.full((36, 44), 40 * k, dtype=np.uint8)) for k in range(3)]
     pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
-    assert main(["predict", str(trained), str(tmp_path / "stack.tif"), str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["predict", str(tiny_run), str(tmp_path / "stack.tif"), str(tmp_path / "out"), "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stack_000.png", "stack_001.png", "stack_002.png"]
 
 
@@ -142,16 +152,16 @@ def _error(argv, capsys, status: int = 2) -> str:
     return err[0]
 
 
-def test_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
+def test_errors_are_one_line_with_status_2(tiny_run, tmp_path, capsys):
     _write_pngs(tmp_path / "in", [(40, 40)])
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "bad.png").write_text("not an image")
     out = str(tmp_path / "out")
     assert "no checkpoint" in _error(["predict", str(tmp_path / "absent"), str(tmp_path / "in"), out], capsys)
-    assert "does not exist" in _error(["predict", str(trained), str(tmp_path / "nothing"), out], capsys)
-    assert "no images" in _error(["predict", str(trained), str(tmp_path / "empty"), out], capsys)
-    assert "bad.png" in _error(["predict", str(trained), str(tmp_path / "broken"), out, "--quiet"], capsys)
+    assert "does not exist" in _error(["predict", str(tiny_run), str(tmp_path / "nothing"), out], capsys)
+    assert "no images" in _error(["predict", str(tiny_run), str(tmp_path / "empty"), out], capsys)
+    assert "bad.png" in _error(["predict", str(tiny_run), str(tmp_path / "broken"), out, "--quiet"], capsys)
     assert "not a folder" in _error(["train", "--data", str(tmp_path / "absent"), "--steps", "1"], capsys)
     assert "no images/ folder" in _error(["train", "--data", str(tmp_path / "empty"), "--steps", "1"], capsys)
     assert "not a valid input size" in _error(["train", *TINY, "--tile-size", "61", "--steps", "1"], capsys)
@@ -194,3 +204,22 @@ def test_debug_shows_the_traceback(tmp_path):
     assert main(argv) == 2
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize("option, value, argument", [
+    ("--lr", "nan", {"lr": float("nan")}), ("--momentum", "1", {"momentum": 1.0}),
+    ("--batch-size", "0", {"batch_size": 0}), ("--num-workers", "-2", {"num_workers": -2}),
+    ("--eval-every", "0", {"eval_every": 0}), ("--checkpoint-every", "0", {"checkpoint_every": 0}),
+    ("--steps", "0", {"steps": 0}),
+])
+def test_train_refuses_in_fits_own_words(option, value, argument, tmp_path, capsys):
+    """fit's checks are the only ones: the command line says what fit says, with the option's name."""
+    from unet_course.train import check_fit_arguments
+
+    with pytest.raises(ValueError) as raised:
+        check_fit_arguments(**({"steps": 10, "lr": 0.01} | argument))
+    assert main(["train", *TINY, "--out", str(tmp_path / "run"), option, value]) == 2
+    name = option[2:].replace("-", "_")  # fit's name of the option
+    assert str(raised.value).startswith(name)
+    assert capsys.readouterr().err == f"unet-course train: error: {option}{str(raised.value)[len(name):]}\n"
+    assert not (tmp_path / "run").exists()

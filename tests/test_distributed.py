@@ -17,7 +17,8 @@ import torch.multiprocessing as mp
 from unet_course.data import SyntheticCells
 from unet_course.distributed import gather_objects, mean_over_processes, process_group, share_from_main
 from unet_course.models.unet import UNet
-from unet_course.train import fit, load_checkpoint
+from unet_course.runs import read_checkpoint
+from unet_course.train import fit
 
 WORLD_SIZE = 2
 DATA = SyntheticCells(3, 64, seed=0)
@@ -39,17 +40,18 @@ def _free_port() -> int:
 
 def _process(rank: int, folder: str, port: int) -> None:
     """One of the two processes: the command line as torchrun starts it, then fit under a process group."""
-    import unet_course.cli as cli
+    import unet_course.cli.train as cli_train
+    import unet_course.runs as runs
     import unet_course.train as train
     from unet_course.cli import main
 
     torch.set_num_threads(1)
     folder = Path(folder)
     writes = []
-    save, write_config, save_history = train.save_checkpoint, cli.write_config, train.History.save
-    train.save_checkpoint = lambda path, **state: writes.append("checkpoint") or save(path, **state)
-    cli.write_config = lambda *args: writes.append("model.json") or write_config(*args)
-    train.History.save = lambda self, path: writes.append("history") or save_history(self, path)
+    save, write_config, save_history = runs.write_checkpoint, cli_train.write_config, runs.History.save
+    train.write_checkpoint = lambda path, **state: writes.append("checkpoint") or save(path, **state)
+    cli_train.write_config = lambda *args: writes.append("model.json") or write_config(*args)
+    runs.History.save = lambda self, path: writes.append("history") or save_history(self, path)
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD_SIZE))
@@ -82,7 +84,7 @@ def test_two_processes_take_the_steps_of_one_process_with_their_whole_batch(two_
     assert first["loss"] == second["loss"] and first["val_loss"] == second["val_loss"]
     assert first["loss"] == pytest.approx(alone.loss, rel=1e-5)
     assert first["val_loss"] == pytest.approx(alone.val_loss, rel=1e-5)
-    trained = load_checkpoint(folder / "run.pt")["model"]
+    trained = read_checkpoint(folder / "run.pt")["model"]
     for name, weights in _model().state_dict().items():
         assert name in trained
     assert trained["contracting.0.0.weight"] != pytest.approx(_model().state_dict()["contracting.0.0.weight"])
@@ -91,7 +93,7 @@ def test_two_processes_take_the_steps_of_one_process_with_their_whole_batch(two_
 def test_a_run_of_two_processes_resumes_exactly_and_only_with_two(two_processes):
     folder, (first, _) = two_processes
     assert first["resumed"] == first["loss"]
-    state = load_checkpoint(folder / "run.pt")
+    state = read_checkpoint(folder / "run.pt")
     assert state["step"] == 4 and state["world_size"] == WORLD_SIZE and len(state["torch_rng_per_rank"]) == 2
     with pytest.raises(ValueError, match=r"trained by 2 process\(es\) and this run has 1.*--nproc-per-node 2"):
         fit(_model(), DATA, checkpoint=folder / "run.pt", resume=True, progress=False, **RUN | {"steps": 6})
@@ -110,7 +112,7 @@ def test_the_command_line_joins_the_processes_torchrun_describes(two_processes, 
     folder, runs = two_processes
     assert [run["status"] for run in runs] == [0, 0] and all(run["joined_and_left"] for run in runs)
     assert sorted(path.name for path in (folder / "cli").iterdir()) == ["checkpoint.pt", "history.json", "model.json"]
-    assert load_checkpoint(folder / "cli" / "checkpoint.pt")["world_size"] == WORLD_SIZE
+    assert read_checkpoint(folder / "cli" / "checkpoint.pt")["world_size"] == WORLD_SIZE
     assert main(CLI + ["--out", str(folder / "cli"), "--steps", "3", "--resume"]) == 2
     assert "trained by 2 process(es) and this run has 1; resume it with torchrun --nproc-per-node 2" in \
         capsys.readouterr().err

@@ -88,3 +88,19 @@ def test_widgets_extra_keeps_colabs_ipywidgets_7():
     widgets = [Requirement(r) for r in _pyproject()["project"]["optional-dependencies"]["widgets"]]
     assert [r.name for r in widgets] == ["ipywidgets"]
     assert widgets[0].specifier.contains("7.7.1") and widgets[0].specifier.contains("8.1.9")
+
+
+def _house_map() -> set[str]:
+    """The modules CONTRIBUTING.md's map names (first column; a cell may name several)."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    section = text.split("## A map of the house", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if line.startswith("| `")]
+    return {name for cells in rows for name in re.findall(r"`([\w/]+\.py)`", cells[0])}
+
+
+def test_the_map_of_the_house_lists_every_module_and_no_other():
+    modules = {str(path.relative_to(ROOT / "unet_course")) for path in (ROOT / "unet_course").rglob("*.py")
+               if path.name != "__main__.py"}
+    listed = _house_map()
+    assert not modules - listed, f"add these modules to CONTRIBUTING.md's map: {sorted(modules - listed)}"
+    assert not listed - modules, f"CONTRIBUTING.md's map names modules that do not exist: {sorted(listed - modules)}"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unet_course import SyntheticMembranes, UNet, fit
-from unet_course.train import autocast_dtype, load_checkpoint, scheduled_lr
+from unet_course.runs import read_checkpoint
+from unet_course.train import autocast_dtype, scheduled_lr
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
@@ -38,18 +39,18 @@ def _fit(steps, checkpoint, **options):
 
 def test_fp16_with_gradient_scaling_trains_and_resumes_exactly(tmp_path):
     model, straight = _fit(6, tmp_path / "straight.pt", amp="fp16")
-    state = load_checkpoint(tmp_path / "straight.pt")
+    state = read_checkpoint(tmp_path / "straight.pt")
     assert state["scaler"]["scale"] > 1  # the scaler ran and its state was saved
     assert all(math.isfinite(loss) for loss in straight.loss)
     _fit(3, tmp_path / "resumed.pt", amp="fp16")
     _, resumed = _fit(6, tmp_path / "resumed.pt", amp="fp16", resume=True)
     assert resumed.loss == straight.loss
-    assert load_checkpoint(tmp_path / "resumed.pt")["scaler"] == state["scaler"]
+    assert read_checkpoint(tmp_path / "resumed.pt")["scaler"] == state["scaler"]
 
 
 def test_fp32_runs_keep_a_disabled_scaler(tmp_path):
     _fit(2, tmp_path / "run.pt")
-    assert load_checkpoint(tmp_path / "run.pt")["scaler"] == {}  # GradScaler(enabled=False) has no state
+    assert read_checkpoint(tmp_path / "run.pt")["scaler"] == {}  # GradScaler(enabled=False) has no state
 
 
 def test_cosine_schedule_falls_from_lr_to_zero():
@@ -63,7 +64,7 @@ def test_cosine_schedule_falls_from_lr_to_zero():
 
 def test_fit_applies_the_schedule(tmp_path):
     _fit(4, tmp_path / "run.pt", lr=0.01, lr_schedule="cosine")
-    last_lr = load_checkpoint(tmp_path / "run.pt")["optimizer"]["param_groups"][0]["lr"]
+    last_lr = read_checkpoint(tmp_path / "run.pt")["optimizer"]["param_groups"][0]["lr"]
     assert last_lr == pytest.approx(scheduled_lr(0.01, 3, 4, "cosine"))
     with pytest.raises(ValueError, match="lr_schedule"):
         _fit(2, None, lr_schedule="step")

@@ -12,7 +12,7 @@ from unet_course import UNet
 from unet_course.data import ChecksumError, DownloadError
 from unet_course.hub import PRETRAINED, REPOSITORY_URL, pack_run, pretrained, pretrained_config, weights_url
 from unet_course.publish import main
-from unet_course.train import save_checkpoint
+from unet_course.runs import write_checkpoint
 
 from conftest import ROOT
 
@@ -24,7 +24,7 @@ def published(tmp_path, monkeypatch):
     model = UNet(base_channels=4, depth=2)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
+    write_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
     config = {"base_channels": 4, "depth": 2, "tile_size": 60, "in_channels": 1, "num_classes": 2, "threshold": 0.65}
     (run / "model.json").write_text(json.dumps(config))
     mirror = tmp_path / "mirror"

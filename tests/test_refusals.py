@@ -21,18 +21,12 @@ import torch
 from PIL import Image
 
 from unet_course.cli import main
-from unet_course.train import TrainingDiverged, load_checkpoint, save_checkpoint
+from unet_course.runs import read_checkpoint, write_checkpoint
+from unet_course.train import TrainingDiverged
 from unet_course.weights import class_weight_map, unet_weight_map
 
 TINY = ["--base-channels", "4", "--depth", "2", "--tile-size", "60", "--quiet"]
 SYNTHETIC = ["--data", "synthetic-membranes", "--images", "2", "--image-size", "64", "--held-out", "1", *TINY]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "run"
-    assert main(["train", *SYNTHETIC, "--steps", "3", "--out", str(out)]) == 0
-    return out
 
 
 def _png(path: Path, pixels: np.ndarray) -> None:
@@ -41,9 +35,9 @@ def _png(path: Path, pixels: np.ndarray) -> None:
 
 
 @pytest.fixture
-def ws(trained, tmp_path) -> Path:
+def ws(tiny_run, tmp_path) -> Path:
     """run/ (3 trained steps), images/ (two 8-bit PNGs), data/images + data/masks (0/255), spare/ (a file)."""
-    shutil.copytree(trained, tmp_path / "run")
+    shutil.copytree(tiny_run, tmp_path / "run")
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
         _png(tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (40, 44), dtype=np.uint8))
@@ -88,14 +82,14 @@ def _pickled_checkpoint(ws: Path) -> None:
 def _wider_checkpoint(ws: Path) -> None:
     from unet_course.models.unet import UNet
 
-    save_checkpoint(ws / "run" / "checkpoint.pt", model=UNet(base_channels=8, depth=2).state_dict(), step=3)
+    write_checkpoint(ws / "run" / "checkpoint.pt", model=UNet(base_channels=8, depth=2).state_dict(), step=3)
 
 
 def _nan_checkpoint(ws: Path) -> None:
-    state = load_checkpoint(ws / "run" / "checkpoint.pt")
+    state = read_checkpoint(ws / "run" / "checkpoint.pt")
     state["model"] = {key: torch.full_like(value, float("nan")) if value.is_floating_point() else value
                       for key, value in state["model"].items()}
-    save_checkpoint(ws / "run" / "checkpoint.pt", **state)
+    write_checkpoint(ws / "run" / "checkpoint.pt", **state)
 
 
 def _broken_json(ws: Path) -> None:
@@ -339,13 +333,13 @@ def _loss(target_value=0, weight_value=1.0, **options):
 
 
 LIBRARY = [
-    ("fit lr nan", lambda: _fit(lr=float("nan")), ValueError, "lr must be a finite number > 0"),
-    ("fit lr -1", lambda: _fit(lr=-1.0), ValueError, "lr must be a finite number > 0"),
+    ("fit lr nan", lambda: _fit(lr=float("nan")), ValueError, "lr must be a finite number above 0"),
+    ("fit lr -1", lambda: _fit(lr=-1.0), ValueError, "lr must be a finite number above 0"),
     ("fit batch_size 0", lambda: _fit(batch_size=0), ValueError, "batch_size must be at least 1"),
     ("fit w0 inf", lambda: _fit(w0=float("inf"), loss_weights="unet"), ValueError, "w0 must be finite"),
     ("fit sigma nan", lambda: _fit(border_sigma=float("nan")), ValueError, "border_sigma must be finite"),
     ("fit masks 0/255, two classes", lambda: _fit(data=_with_masks(255)), ValueError,
-     r"mask 0 holds the values \[0, 255\], but the model has 2 classes"),
+     r"mask 0 of the training data holds the values 0, 255, but the model has 2 classes"),
     ("fit negative loss weights", lambda: _fit(data=[(*_with_masks(1)[0], -torch.ones(64, 64))]), ValueError,
      "negative or non-finite loss weights"),
     ("fit NaN image", lambda: _fit(data=[(torch.full((1, 64, 64), float("nan")), _with_masks(1)[0][1])]),
@@ -383,7 +377,7 @@ def test_fit_resume_checks(tmp_path):
     with pytest.warns(UserWarning, match="no checkpoint at .*run.pt yet: training starts at step 0"):
         _fit(steps=2, checkpoint=checkpoint, resume=True)
     saved = checkpoint.read_bytes()
-    with pytest.raises(ValueError, match="at step 2, past steps=1; .*steps >= 2"):
+    with pytest.raises(ValueError, match="steps 1 is fewer than the 2 steps .*run.pt already holds; .*pass 2 or more"):
         _fit(steps=1, checkpoint=checkpoint, resume=True)
     with pytest.raises(ValueError, match="holds the values"):
         _fit(steps=3, checkpoint=checkpoint, resume=True, data=_with_masks(3))

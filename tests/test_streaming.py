@@ -7,7 +7,9 @@ from unet_course.augment import elastic_deform
 from unet_course.data import SyntheticCells
 from unet_course.models.unet import UNet
 from unet_course.streaming import TileSampler, augment_tiles, orient, tile_loader
-from unet_course.train import batch_on_device, fit, load_checkpoint, paper_augmentation, prepare_samples, random_tiles
+from unet_course.batches import batch_on_device, paper_augmentation, prepare_samples, random_tiles
+from unet_course.runs import read_checkpoint
+from unet_course.train import fit
 
 DATA = SyntheticCells(3, 64, seed=0)
 SMALL = dict(steps=4, tile_size=60, device="cpu", progress=False, seed=2)
@@ -58,7 +60,7 @@ def test_a_streamed_run_repeats_with_any_number_of_workers_and_resumes_exactly(t
     checkpoint = tmp_path / "run.pt"
     fit(_model(), DATA, num_workers=1, checkpoint=checkpoint, **SMALL | {"steps": 2})
     assert fit(_model(), DATA, num_workers=1, checkpoint=checkpoint, resume=True, **SMALL).loss == inline.loss
-    assert load_checkpoint(checkpoint)["step"] == 4 and "world_size" not in load_checkpoint(checkpoint)
+    assert read_checkpoint(checkpoint)["step"] == 4 and "world_size" not in read_checkpoint(checkpoint)
 
 
 class _Counted(torch.utils.data.Dataset):
@@ -132,7 +134,7 @@ def test_a_custom_augmentation_runs_on_each_streamed_tile():
 
 @pytest.mark.parametrize("num_workers", [-1, 1.5, True])
 def test_bad_num_workers_are_explained(num_workers):
-    with pytest.raises(ValueError, match=r"num_workers must be None .* >= 0"):
+    with pytest.raises(ValueError, match=r"num_workers must be 0 or more, got .*worker processes"):
         fit(_model(), DATA, num_workers=num_workers, **SMALL)
 
 
@@ -141,3 +143,32 @@ def test_the_command_line_refuses_a_negative_number_of_workers(capsys):
 
     assert main(["train", "--num-workers", "-1", "--steps", "1"]) == 2
     assert "--num-workers must be 0 or more, got -1" in capsys.readouterr().err
+
+
+class _CountedReads(torch.utils.data.Dataset):
+    """``size`` lazy items of ``side``² pixels, made when read; counts the reads."""
+
+    def __init__(self, size: int, side: int) -> None:
+        self.size, self.side, self.reads = size, side, []
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int):
+        self.reads.append(index)
+        mask = torch.zeros(self.side, self.side, dtype=torch.long)
+        mask[:, self.side // 2:] = 1
+        return mask[None].float(), mask
+
+
+def test_fit_streams_a_dataset_too_big_for_memory_by_default():
+    from unet_course.batches import IN_MEMORY_BYTES
+
+    data = _CountedReads(5_000, 256)  # ~1.4 MB per prepared item: ~7 GB held whole
+    history = fit(_model(), data, steps=3, tile_size=60, device="cpu", progress=False)
+    assert len(history.loss) == 3
+    assert len(data.reads) <= 1 + 3, f"read {len(data.reads)} items for 3 steps of one tile"
+    small = _CountedReads(3, 256)  # a few items stay in memory, each read once up front
+    fit(_model(), small, steps=3, tile_size=60, device="cpu", progress=False)
+    assert sorted(small.reads) == [0, 1, 2]
+    assert 3 * 1_400_000 < IN_MEMORY_BYTES < 5_000 * 1_400_000

@@ -8,7 +8,9 @@ import torch
 
 from unet_course.data import SyntheticMembranes
 from unet_course.models.unet import UNet
-from unet_course.train import History, fit, load_checkpoint, loss_weight_map, paper_augmentation, save_checkpoint
+from unet_course.batches import loss_weight_map, paper_augmentation
+from unet_course.runs import History, read_checkpoint, write_checkpoint
+from unet_course.train import fit
 
 
 def _model(seed: int = 0) -> UNet:
@@ -43,23 +45,23 @@ def test_resume_continues_exactly(tmp_path):
     straight = fit(_model(), DATA, steps=6, tile_size=60, progress=False, seed=1)
     checkpoint = tmp_path / "run.pt"
     fit(_model(), DATA, steps=3, tile_size=60, progress=False, seed=1, checkpoint=checkpoint)
-    assert load_checkpoint(checkpoint)["step"] == 3
+    assert read_checkpoint(checkpoint)["step"] == 3
     resumed = fit(_model(seed=99), DATA, steps=6, tile_size=60, progress=False, seed=1,
                   checkpoint=checkpoint, resume=True)
     assert resumed.loss == straight.loss  # the earlier steps come back from the checkpoint, the rest repeat
-    assert load_checkpoint(checkpoint)["step"] == 6
+    assert read_checkpoint(checkpoint)["step"] == 6
 
 
 def test_checkpoint_is_atomic_and_safe(tmp_path):
     path = tmp_path / "c.pt"
-    save_checkpoint(path, model={"w": torch.ones(2)}, step=1)
+    write_checkpoint(path, model={"w": torch.ones(2)}, step=1)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left
-    assert load_checkpoint(path)["step"] == 1
+    assert read_checkpoint(path)["step"] == 1
     torch.save({"evil": object()}, tmp_path / "pickled.pt")
     with pytest.raises(Exception):  # weights_only=True refuses arbitrary objects
-        load_checkpoint(tmp_path / "pickled.pt")
+        read_checkpoint(tmp_path / "pickled.pt")
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        load_checkpoint(tmp_path / "absent.pt")
+        read_checkpoint(tmp_path / "absent.pt")
 
 
 def test_bad_arguments_are_explained():
@@ -116,20 +118,20 @@ def test_history_round_trip(tmp_path):
     assert json.loads((tmp_path / "h.json").read_text())["loss"] == [3.0, 2.0, 1.0]
 
 
-def test_load_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading(tmp_path):
+def test_read_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading(tmp_path):
     import pickle
 
-    from unet_course.train import CheckpointError, load_checkpoint, save_checkpoint
+    from unet_course.runs import RunError, read_checkpoint, write_checkpoint
 
     path = tmp_path / "run.pt"
-    save_checkpoint(path, model={"w": torch.zeros(3)}, step=1)
+    write_checkpoint(path, model={"w": torch.zeros(3)}, step=1)
     path.write_bytes(path.read_bytes()[:40])  # truncated
-    with pytest.raises(CheckpointError, match=f"cannot read the checkpoint {path}"):
-        load_checkpoint(path)
+    with pytest.raises(RunError, match=f"cannot read the checkpoint {path}"):
+        read_checkpoint(path)
     with open(path, "wb") as file:
         pickle.dump({"step": 1, "hook": print}, file)  # a callable: weights_only refuses it
-    with pytest.raises(CheckpointError, match="could run code") as raised:
-        load_checkpoint(path)
+    with pytest.raises(RunError, match="could run code") as raised:
+        read_checkpoint(path)
     assert "weights_only=False" not in str(raised.value)
 
 
@@ -218,13 +220,13 @@ def test_the_papers_defaults_reach_training(monkeypatch):
     """momentum 0.99, w0 = 10, σ = 5 px, a 3×3 grid and σ = 10 px: what fit uses when told nothing."""
     import inspect
 
-    import unet_course.train as train
+    import unet_course.batches as batches
 
     seen = {}
-    real_sgd, real_deform, real_map = torch.optim.SGD, train.elastic_deform, train.unet_weight_map
+    real_sgd, real_deform, real_map = torch.optim.SGD, batches.elastic_deform, batches.unet_weight_map
     monkeypatch.setattr(torch.optim, "SGD", lambda params, **kw: seen.update(sgd=kw) or real_sgd(params, **kw))
-    monkeypatch.setattr(train, "elastic_deform", lambda *a, **kw: seen.update(deform=kw) or real_deform(*a, **kw))
-    monkeypatch.setattr(train, "unet_weight_map", lambda *a, **kw: seen.update(weights=kw) or real_map(*a, **kw))
+    monkeypatch.setattr(batches, "elastic_deform", lambda *a, **kw: seen.update(deform=kw) or real_deform(*a, **kw))
+    monkeypatch.setattr(batches, "unet_weight_map", lambda *a, **kw: seen.update(weights=kw) or real_map(*a, **kw))
     fit(_model(), DATA, steps=1, tile_size=60, progress=False, loss_weights="unet")
     assert seen["sgd"]["momentum"] == 0.99
     assert (seen["weights"]["w0"], seen["weights"]["border_sigma"]) == (10.0, 5.0)

@@ -34,7 +34,8 @@ from .metrics import (
     topology_preserving_warp,
     warping_error,
 )
-from .train import History, evaluate, fit, paper_loss
+from .runs import History
+from .train import evaluate, fit, paper_loss
 from .hub import pretrained, pretrained_config
 from .calibrate import choose_threshold
 from .evaluation import evaluate_folder

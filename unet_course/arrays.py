@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["ArrayLike", "to_numpy", "as_shape", "label_components"]
+__all__ = ["ArrayLike", "THRESHOLD", "to_numpy", "as_shape", "label_components", "above_threshold"]
 
 ArrayLike = np.ndarray | torch.Tensor
+THRESHOLD = 0.5  # the default cut of P(class 1); a run stores its own, chosen on its training images (chapter 7)
 
 
 def to_numpy(array: ArrayLike) -> np.ndarray:
@@ -42,3 +43,12 @@ def label_components(mask: np.ndarray, connectivity: int = 4) -> np.ndarray:
     labels = np.zeros(mask.shape, dtype=np.int32)
     ndimage.label(mask, structure=structure, output=labels)
     return labels
+
+
+def above_threshold(probabilities: ArrayLike, threshold: float = THRESHOLD) -> ArrayLike:
+    """Where ``probabilities`` (of class 1, any shape) are strictly above ``threshold``: the one cut the library makes.
+
+    Returns a boolean array or tensor of the same shape and kind. The metrics, ``predict`` and
+    :func:`~unet_course.evaluation.evaluate_folder` all cut here, so a mask and its score agree.
+    """
+    return probabilities > threshold

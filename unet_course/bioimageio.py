@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.download import atomic_file
+from .files import atomic_file
+from .export import size_rule
 from .models.unet import UNet
+from .runs import run_threshold
 
 __all__ = ["PAPER_DOI", "write_package"]
 
@@ -50,7 +52,7 @@ def _cover(image: np.ndarray, output: np.ndarray, path: Path) -> None:
 
 
 def _description(v, model: UNet, config: dict, folder: Path, test_shape: tuple[int, int]):
-    smallest, step = model.nearest_valid_sizes(1)[1], model.downsampling_factor
+    smallest, step = size_rule(model)
     generator = np.random.default_rng(0)
     pixels = generator.integers(0, 256, (1, model.in_channels, *test_shape)).astype(np.float32)  # 8-bit values
     with torch.no_grad():
@@ -66,7 +68,7 @@ def _description(v, model: UNet, config: dict, folder: Path, test_shape: tuple[i
         f"{smallest} + k·{step} pixels (k = 0, 1, 2, …).\n"
         f"- Output: one logit per class; it is {margin} pixels smaller on every side (the halo), so mirror-pad "
         f"the image by {margin} pixels or tile with an overlap of {2 * margin}.\n"
-        f"- Class 1 where P(class 1) = softmax(logits)[1] is above {config.get('threshold', 0.5)}.\n")
+        f"- Class 1 where P(class 1) = softmax(logits)[1] is above {run_threshold(config)}.\n")
     space = {"y": test_shape[0], "x": test_shape[1]}
     input_axes = [v.BatchAxis(), v.ChannelAxis(channel_names=[v.Identifier(f"channel{c}") for c in
                                                                range(model.in_channels)])]
@@ -107,7 +109,7 @@ def _description(v, model: UNet, config: dict, folder: Path, test_shape: tuple[i
                                      "Crowdsourcing the creation of image segmentation algorithms for connectomics. "
                                      "Front. Neuroanat. 2015.", doi=v.Doi("10.3389/fnana.2015.00142"))]),
         config={"unet_course": {"base_channels": model.base_channels, "depth": model.depth, "halo": margin,
-                                "min_size": smallest, "step": step, "threshold": config.get("threshold", 0.5),
+                                "min_size": smallest, "step": step, "threshold": run_threshold(config),
                                 "tile_size": config.get("tile_size")}},
     )
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .budget import model_device
 from .metrics import pixel_error, rand_error
 from .tiling import predict_tiled
 
@@ -29,8 +30,7 @@ def foreground_probabilities(model: nn.Module, data, *, device: torch.device | s
     """``(P(class 1) (H, W), mask (H, W))`` for every item of ``data``, each predicted whole by overlap-tile."""
     if getattr(model, "num_classes", 2) != 2:
         raise ValueError(f"a threshold applies to two-class models; this one has {model.num_classes} classes")
-    parameter = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (parameter.device if parameter is not None else "cpu")
+    device = model_device(model, device)
     pairs = []
     for index in range(len(data)):
         image, mask = data[index][:2]

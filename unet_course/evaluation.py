@@ -20,7 +20,8 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arrays import label_components
+from .arrays import THRESHOLD, above_threshold, label_components
+from .budget import model_device
 from .calibrate import threshold_sweep
 from .data.folder import ImageMaskFolder
 from .metrics import dice, iou, match_instances, pixel_error, rand_error, warping_error
@@ -44,7 +45,7 @@ class Region:
     errors: int  # wrongly labelled pixels inside it
     image: np.ndarray  # (h, w) float, the first channel
     truth: np.ndarray  # (h, w) class indices
-    labels: np.ndarray  # (h, w) predicted class indices
+    prediction: np.ndarray  # (h, w) predicted class indices
 
 
 @dataclass
@@ -98,9 +99,9 @@ def _worst_window(wrong: np.ndarray, size: int) -> tuple[int, int, int]:
     return int(top), int(left), int(round(inner[top, left]))
 
 
-def _object_counts(labels: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+def _object_counts(prediction: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` of the connected components of class 1, matched at IoU above 0.5."""
-    match = match_instances(label_components(labels == 1), label_components(truth == 1), IOU_MATCH)[0]
+    match = match_instances(label_components(prediction == 1), label_components(truth == 1), IOU_MATCH)[0]
     return match.tp, match.fp, match.fn
 
 
@@ -114,7 +115,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
-def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = None, *, threshold: float = 0.5,
+def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = None, *, threshold: float = THRESHOLD,
                     tta: bool = False, tile_size: int | None = None, device: torch.device | str | None = None,
                     warping_max_pixels: int = WARPING_MAX_PIXELS, regions: int = 6,
                     progress: bool = True) -> EvaluationReport:
@@ -151,8 +152,7 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
         raise ValueError("there are no images to evaluate; pass a folder (or dataset) holding at least one image")
     num_classes = int(getattr(model, "num_classes", 2))
     two_classes = num_classes == 2
-    parameter = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (parameter.device if parameter is not None else "cpu")
+    device = model_device(model, device)
     model.to(device)
     rows, pairs, found, counts = [], [], [], np.zeros(3, dtype=np.int64)
     for index, name in enumerate(tqdm(_names(data), desc="evaluating", unit="image", disable=not progress)):
@@ -164,7 +164,7 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
         probabilities = probabilities.cpu().numpy()
         # two classes: the metrics cut P(class 1) at the threshold themselves, as predict does
         pred = probabilities[1] if two_classes else probabilities.argmax(0)
-        labels = (pred > threshold).astype(np.int64) if two_classes else pred
+        prediction = above_threshold(pred, threshold).astype(np.int64) if two_classes else pred
         row = {"name": name, "height": truth.shape[0], "width": truth.shape[1],
                "pixel_error": pixel_error(pred, truth, threshold=threshold)}
         for what, scores in (("iou", iou(pred, truth, num_classes, threshold=threshold)),
@@ -174,16 +174,16 @@ def evaluate_folder(model: nn.Module, images, masks: str | os.PathLike | None = 
             row["rand_error"] = rand_error(pred, truth, threshold=threshold)
             small = 0 < truth.size <= warping_max_pixels
             row["warping_error"] = warping_error(pred, truth, threshold=threshold) if small else float("nan")
-            tp_fp_fn = _object_counts(labels, truth)
+            tp_fp_fn = _object_counts(prediction, truth)
             counts += tp_fp_fn
             row["instance_f1"] = _f1(*tp_fp_fn)
             pairs.append((pred, truth))
         row["seconds"] = seconds
         rows.append(row)
         size = max(1, min(64, *truth.shape))
-        top, left, errors = _worst_window(labels != truth, size)
+        top, left, errors = _worst_window(prediction != truth, size)
         window = (slice(top, top + size), slice(left, left + size))
-        found.append(Region(name, top, left, errors, image[0].cpu().numpy()[window], truth[window], labels[window]))
+        found.append(Region(name, top, left, errors, image[0].cpu().numpy()[window], truth[window], prediction[window]))
     overall = {"name": "all", "height": float("nan"), "width": float("nan")}
     for column in rows[0]:
         if column not in overall:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.download import atomic_file
+from .files import atomic_file
 from .models.unet import UNet
 
 __all__ = ["FORMATS", "TOLERANCE", "ExportResult", "TraceableUNet", "size_rule", "export_run"]

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from .data.download import DownloadError, atomic_file, download_file, sha256_of
+from .data.download import DownloadError, download_file, sha256_of
 from .models.unet import UNet
-from .runs import model_from_config, read_checkpoint, read_config, run_files
+from .runs import load_run, model_from_config, read_checkpoint, read_config, run_files, write_checkpoint
 
-__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "weights_url", "pack_run", "verify"]
+__all__ = ["PRETRAINED", "REPOSITORY_URL", "pretrained", "pretrained_config", "load_model", "weights_url", "pack_run",
+           "verify"]
 
 # The repository of `_config.yml` (a test keeps the two equal); release assets live under it.
 REPOSITORY_URL = "https://github.com/unet-course/unet-course"
@@ -68,7 +69,7 @@ def _shipped(file: str, sha256: str) -> dict:
     if hashlib.sha256(data).hexdigest() != sha256:
         raise RuntimeError(f"the shipped checkpoint {file} does not match its SHA-256; reinstall "
                            f"unet-course (pip install --force-reinstall unet-course)")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return read_checkpoint(io.BytesIO(data))
 
 
 def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dict:
@@ -86,7 +87,7 @@ def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dic
     elif not (path.exists() and sha256_of(path) == entry["sha256"]):
         raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
                                 f"{weights_url(name)} there")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path)
 
 
 def pretrained_config(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | None = None,
@@ -123,6 +124,19 @@ def pretrained(name: str = "isbi2012-cpu", *, cache_dir: str | os.PathLike | Non
     return model.eval()
 
 
+def load_model(run: str | os.PathLike) -> tuple[UNet, dict]:
+    """The trained :class:`UNet` (eval mode, on the CPU) and ``model.json`` of a run or of a published name.
+
+    ``run`` is a run as :func:`~unet_course.runs.load_run` takes it (the ``--out`` folder of
+    ``unet-course train``, or a ``.pt`` file with its ``.json`` beside it), or, where no such
+    path exists, a key of :data:`PRETRAINED` such as ``"isbi2012-cpu"``. The command line's
+    ``predict``, ``evaluate`` and ``export`` take their RUN through it.
+    """
+    if str(run) in PRETRAINED and not Path(run).exists():
+        return pretrained(str(run)), pretrained_config(str(run))
+    return load_run(run)
+
+
 def pack_run(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> str:
     """Turn a training run into one fp16 published checkpoint.
 
@@ -138,8 +152,7 @@ def pack_run(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool 
     config = read_config(config_path)
     state = read_checkpoint(checkpoint)
     weights = {key: value.half() for key, value in state["model"].items()}
-    with atomic_file(out) as (file, _):
-        torch.save({"format": 1, "config": config, "model": weights}, file)
+    write_checkpoint(out, format=1, config=config, model=weights)
     return sha256_of(out)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.download import atomic_file
+from .files import atomic_file
 from .evaluation import EvaluationReport
 
 __all__ = ["REPORT_FILES", "check_report_folder", "write_report"]
@@ -82,7 +82,7 @@ def _region_figure(region) -> str:
 
     figure, axes = plt.subplots(1, 3, figsize=(6, 2.2))
     for axis, (title, picture) in zip(axes, (("image", region.image), ("truth", region.truth),
-                                             ("prediction", region.labels))):
+                                             ("prediction", region.prediction))):
         axis.imshow(picture, cmap="gray", interpolation="nearest")
         axis.set_title(title, fontsize=9)
         axis.axis("off")

@@ -1,31 +1,113 @@
-"""A training run on disk, read back: ``model.json`` and ``checkpoint.pt``, checked before use.
+"""A training run on disk, written and read in one place: the checkpoint, ``model.json`` and the history.
 
-``unet-course train --out RUN`` (and chapter 6) write a run folder; ``predict``, ``evaluate``,
-``export`` and :func:`unet_course.hub.pack_run` read it here, so that a damaged or foreign
-file gets the same message everywhere. ``model.json`` names things as :class:`UNet` and
-:func:`unet_course.fit` do: ``base_channels``, ``depth``, ``tile_size``, ``loss_weights``, plus the
-``threshold`` chosen on the training images (chapter 7).
+:func:`unet_course.fit` writes its checkpoint here; ``unet-course train --out RUN`` and chapter 6
+add ``model.json``; ``predict``, ``evaluate``, ``export``, :mod:`unet_course.hub` and chapter 7
+read them back here, so that a damaged or foreign file gets the same message everywhere and
+resuming is refused for the same reasons in Python and on the command line. ``model.json``
+names things as :class:`UNet` and :func:`unet_course.fit` do: ``base_channels``, ``depth``,
+``tile_size``, ``loss_weights``, plus the ``threshold`` chosen on the training images (chapter 7).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 import torch
+from torch import nn
 
-from .data.download import atomic_file
+from .arrays import THRESHOLD
+from .files import atomic_file
 from .models.unet import UNet
 
-__all__ = ["RUN_FILES", "RunError", "run_files", "read_config", "write_config", "model_from_config", "read_checkpoint",
-           "load_weights", "load_run"]
+__all__ = ["RUN_FILES", "RunError", "History", "run_files", "config_path", "read_config", "write_config",
+           "run_threshold", "model_from_config", "model_description", "read_checkpoint", "write_checkpoint",
+           "check_resume", "load_parameters", "load_run"]
 
 RUN_FILES = ("checkpoint.pt", "history.json", "model.json")  # what `unet-course train` writes to --out
 
 
 class RunError(ValueError):
-    """A run file that exists but cannot be used: damaged, incomplete, or of another model."""
+    """A run file that exists but cannot be used: damaged, incomplete, of another model, or unsafe to load."""
+
+
+@dataclass
+class History:
+    """What a run measured: training loss per step, validation figures every few steps."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_iou: list[float] = field(default_factory=list)
+    seconds_per_step: list[float] = field(default_factory=list)
+
+    def record(self, step: int, loss: float, seconds: float) -> None:
+        """Append one training step: its number (1-based), loss and duration."""
+        self.step.append(step)
+        self.loss.append(loss)
+        self.seconds_per_step.append(seconds)
+
+    def record_validation(self, step: int, loss: float, iou: float) -> None:
+        """Append one validation: the step it followed, the held-out loss and mean IoU."""
+        self.val_step.append(step)
+        self.val_loss.append(loss)
+        self.val_iou.append(iou)
+
+    def last_validation(self, window: int = 20) -> str:
+        """The last validation as one line, with the mean step time of the last ``window`` steps."""
+        return (f"step {self.val_step[-1]}: loss {self.smoothed_loss()[-1]:.4f}, val loss {self.val_loss[-1]:.4f}, "
+                f"val IoU {self.val_iou[-1]:.3f}, {1000 * np.mean(self.seconds_per_step[-window:]):.0f} ms/step")
+
+    def smoothed_loss(self, window: int = 20) -> np.ndarray:
+        """Running mean of the training loss over ``window`` steps (shorter at the start)."""
+        loss = np.asarray(self.loss, dtype=float)
+        if len(loss) == 0:
+            return loss
+        cumulative = np.cumsum(np.insert(loss, 0, 0.0))
+        starts = np.maximum(np.arange(1, len(loss) + 1) - window, 0)
+        return (cumulative[1:] - cumulative[starts]) / (np.arange(1, len(loss) + 1) - starts)
+
+    def plot(self, ax=None, window: int = 20):
+        """Loss curve (raw and smoothed) with the validation IoU on a second axis; returns the axes."""
+        import matplotlib.pyplot as plt  # plotting is optional for library users
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(self.step, self.loss, color="tab:blue", alpha=0.25, lw=0.8)
+        ax.plot(self.step, self.smoothed_loss(window), color="tab:blue", label="training loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        if self.val_step:
+            right = ax.twinx()
+            right.plot(self.val_step, self.val_iou, "o-", color="tab:orange", label="validation IoU")
+            right.set_ylabel("validation IoU")
+            right.set_ylim(0, 1)
+            right.legend(loc="upper right")
+        ax.legend(loc="upper left")
+        return ax
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the history as JSON (atomically)."""
+        with atomic_file(path) as (file, _):
+            file.write(json.dumps(asdict(self)).encode())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "History":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def config_path(run: str | os.PathLike) -> Path:
+    """Where the ``model.json`` of ``run`` lives: ``RUN/model.json`` for a folder, the ``.json`` beside a ``.pt`` file."""
+    run = Path(run)
+    return run / "model.json" if run.is_dir() else run.with_suffix(".json")
 
 
 def run_files(run: str | os.PathLike) -> tuple[Path, Path]:
@@ -34,12 +116,17 @@ def run_files(run: str | os.PathLike) -> tuple[Path, Path]:
     Raises ``FileNotFoundError`` naming what is missing.
     """
     run = Path(run)
-    checkpoint, config = (run / "checkpoint.pt", run / "model.json") if run.is_dir() else (run, run.with_suffix(".json"))
-    for path, what in ((checkpoint, "checkpoint"), (config, "model description")):
+    checkpoint = run / "checkpoint.pt" if run.is_dir() else run
+    for path, what in ((checkpoint, "checkpoint"), (config_path(run), "model description")):
         if not path.is_file():
             raise FileNotFoundError(f"no {what} at {path}: pass the --out folder of `unet-course train` "
                                     f"(or a .pt file with its .json beside it)")
-    return checkpoint, config
+    return checkpoint, config_path(run)
+
+
+def run_threshold(config: dict) -> float:
+    """The probability of class 1 above which a run's pixels are class 1: its stored threshold, else the default."""
+    return config.get("threshold", THRESHOLD)
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -56,7 +143,7 @@ def read_config(path: str | os.PathLike) -> dict:
     integers = {"base_channels": 1, "depth": 1, "in_channels": 1, "num_classes": 2, "tile_size": 1}
     missing = [key for key in ("base_channels", "depth") if key not in config]
     wrong = [key for key, low in integers.items() if key in config and (type(config[key]) is not int or config[key] < low)]
-    threshold = config.get("threshold", 0.5)
+    threshold = run_threshold(config)
     if type(threshold) not in (int, float) or not 0 <= threshold <= 1:
         wrong.append("threshold")
     if config.get("padding", "valid") not in ("valid", "same"):
@@ -69,7 +156,7 @@ def read_config(path: str | os.PathLike) -> dict:
 
 
 def write_config(path: str | os.PathLike, config: dict) -> None:
-    """Write ``model.json`` atomically."""
+    """Write ``model.json`` atomically (chapter 6 writes one beside its checkpoint)."""
     with atomic_file(path) as (file, _):
         file.write((json.dumps(config, indent=2) + "\n").encode())
 
@@ -81,24 +168,81 @@ def model_from_config(config: dict) -> UNet:
                 padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint loaded with ``weights_only=True``; a damaged or foreign file raises :class:`RunError`."""
-    from .train import CheckpointError, load_checkpoint
+def model_description(model: nn.Module) -> dict:
+    """What a checkpoint records of the model's shape, to refuse resuming into another one."""
+    described = {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
+    for name in ("in_channels", "num_classes", "base_channels", "depth", "padding", "batch_norm"):
+        if isinstance(getattr(model, name, None), (int, str, bool)):
+            described[name] = getattr(model, name)
+    return described
 
+
+def write_checkpoint(path: str | os.PathLike | BinaryIO, **state) -> None:
+    """Save a checkpoint dictionary atomically (tensors, numbers, strings, lists, dicts), or into an open file."""
+    if isinstance(path, io.IOBase):
+        torch.save(state, path)
+        return
+    with atomic_file(path) as (file, _):
+        torch.save(state, file)
+
+
+def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint loaded with ``weights_only=True`` (no code runs), from a file or its bytes.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`RunError` for a damaged one,
+    one that holds Python objects besides tensors and numbers, or one that is no dictionary.
+    """
+    name = path if not isinstance(path, io.IOBase) else "the checkpoint"
+    if not isinstance(path, io.IOBase) and not Path(path).exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
     try:
-        state = load_checkpoint(path)
-    except CheckpointError as error:
-        raise RunError(str(error)) from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's text would suggest weights_only=False, which can run code
+        raise RunError(f"{name} holds Python objects besides tensors and numbers, which are not loaded because "
+                       f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
+                       f"or re-save yours as a plain state dict: torch.save(model.state_dict(), path)") from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError):
+        raise RunError(f"cannot read the checkpoint {name}: the file is damaged or incomplete; train again, "
+                       f"or use an intact copy") from None
     if not isinstance(state, dict):
-        raise RunError(f"{path} is not a checkpoint of `unet-course train` (no state dict); train again")
+        raise RunError(f"{name} is not a checkpoint of `unet-course train` (no state dict); train again")
     return state
 
 
-def load_weights(model: torch.nn.Module, state: dict, checkpoint: Path, config_path: Path) -> None:
-    """Load a checkpoint's weights into ``model``, refusing another architecture or diverged weights."""
-    weights = state.get("model", state)
+def check_resume(state: dict, path: str | os.PathLike, *, steps: int, world_size: int,
+                 settings: dict | None = None) -> None:
+    """Refuse to resume the checkpoint ``state`` (read from ``path``) into another run.
+
+    The run must have as many processes as the one that wrote it (each process's share of a
+    step's tiles depends on their number), no fewer ``steps`` in all than it holds, and, where
+    ``settings`` are given, the settings it recorded (tile, lr, schedule, momentum, batch,
+    loss weights, model shape). Raises ``ValueError`` naming the difference and the fix;
+    ``fit(resume=True)`` and ``unet-course train --resume`` both ask it.
+    """
+    if not isinstance(state.get("step"), int) or "model" not in state:
+        raise RunError(f"{path} is not a training checkpoint (it has no step count); train again")
+    trained_by = int(state.get("world_size", 1))
+    if trained_by != world_size:
+        how = "without torchrun" if trained_by == 1 else f"with torchrun --nproc-per-node {trained_by}"
+        raise ValueError(f"cannot resume {path}: it was trained by {trained_by} process(es) and this run has "
+                         f"{world_size}; resume it {how}, as each process's share of a step's tiles depends on "
+                         f"their number, or train a new checkpoint")
+    if state["step"] > steps:
+        raise ValueError(f"steps {steps} is fewer than the {state['step']} steps {path} already holds; steps is the "
+                         f"total, so pass {state['step']} or more to continue it, or train a new checkpoint")
+    recorded = state.get("settings", {})
+    differ = [f"{key} {recorded[key]!r} there, {value!r} here" for key, value in (settings or {}).items()
+              if key in recorded and key != "steps" and recorded[key] != value]
+    if differ:
+        raise ValueError(f"cannot resume {path}: it was trained with other settings ({'; '.join(differ)}); "
+                         f"pass the recorded settings, or train a new checkpoint")
+
+
+def load_parameters(model: nn.Module, state: dict, checkpoint: Path, config_path: Path) -> None:
+    """Load a checkpoint's network parameters into ``model``, refusing another architecture or diverged ones."""
+    parameters = state.get("model", state)
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(parameters)
     except (RuntimeError, TypeError, AttributeError) as error:
         detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "another model")
         raise RunError(f"the checkpoint {checkpoint} does not fit the model in {config_path} ({detail[:160]}); "
@@ -114,9 +258,10 @@ def load_run(run: str | os.PathLike) -> tuple[UNet, dict]:
     ``run`` is the ``--out`` folder of ``unet-course train`` or a ``.pt`` file with its
     ``.json`` beside it (as chapter 6 writes). Raises ``FileNotFoundError`` for a missing
     file and :class:`RunError` for one that cannot be used, each naming the file and the fix.
+    Chapter 7 reads chapter 6's run with it.
     """
-    checkpoint, config_path = run_files(run)
-    config = read_config(config_path)
+    checkpoint, config_file = run_files(run)
+    config = read_config(config_file)
     model = model_from_config(config)
-    load_weights(model, read_checkpoint(checkpoint), checkpoint, config_path)
+    load_parameters(model, read_checkpoint(checkpoint), checkpoint, config_file)
     return model.eval(), config

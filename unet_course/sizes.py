@@ -15,8 +15,8 @@ from torch import nn
 
 from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
 
-__all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "prediction_tile_size",
-           "whole_image_tile_size"]
+__all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "check_image_fits",
+           "prediction_tile_size", "whole_image_tile_size"]
 
 PAPER_TILE = 572  # the paper's input tile (Fig. 1): 388² outputs
 SAME_SIZE_TILE = 512  # the default tile of models whose output has the input's size (smp.Unet)
@@ -24,33 +24,45 @@ SAME_SIZE_TILE = 512  # the default tile of models whose output has the input's 
 SizeRule = nn.Module | int  # a model, or the depth of a valid-convolution UNet
 
 
-def _valid_size(rule: SizeRule, size: int) -> int:
+class _UNetOfDepth:
+    """The size rule of a valid-convolution U-Net of ``depth`` poolings, before any model exists (the command line)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def valid_input_size(self, size: int) -> int:
+        return unet_valid_input_size(size, self.depth)
+
+    def nearest_valid_sizes(self, size: int) -> tuple[int | None, int]:
+        return unet_nearest_valid_sizes(size, self.depth)
+
+    def output_size(self, size: int) -> int:
+        return unet_output_size(size, self.depth)
+
+    def __str__(self) -> str:
+        return f"a U-Net of depth {self.depth}"
+
+
+def _as_rule(rule: SizeRule):
+    """A model, or the rule of a U-Net of that depth for an int: from here on every rule is asked alike."""
+    return _UNetOfDepth(rule) if isinstance(rule, int) else rule
+
+
+def _valid_size(rule, size: int) -> int:
     """The smallest size ``>= size`` the model takes (every size for models without a rule)."""
-    if isinstance(rule, int):
-        return unet_valid_input_size(size, rule)
     return rule.valid_input_size(size) if hasattr(rule, "valid_input_size") else size
 
 
-def _nearest(rule: SizeRule, size: int) -> tuple[int | None, int]:
-    if isinstance(rule, int):
-        return unet_nearest_valid_sizes(size, rule)
-    return rule.nearest_valid_sizes(size)
-
-
-def _describe(rule: SizeRule) -> str:
-    if isinstance(rule, int):
-        return f"a U-Net of depth {rule}"
+def _describe(rule) -> str:
     if isinstance(rule, UNet):
         return f"UNet(depth={rule.depth}, padding={rule.padding!r})"
-    return f"this {type(rule).__name__}"
+    return str(rule) if isinstance(rule, _UNetOfDepth) else f"this {type(rule).__name__}"
 
 
-def _with_output(rule: SizeRule, size: int | None) -> str | None:
+def _with_output(rule, size: int | None) -> str | None:
     """``"572 (output 388)"``: a valid size with the output side it gives."""
     if size is None:
         return None
-    if isinstance(rule, int):
-        return f"{size} (output {unet_output_size(size, rule)})"
     return f"{size} (output {rule.output_size(size)})" if hasattr(rule, "output_size") else str(size)
 
 
@@ -79,8 +91,9 @@ def check_tile_size(tile_size: int, model: SizeRule, *, name: str = "tile_size")
     """
     if not isinstance(tile_size, int) or isinstance(tile_size, bool) or tile_size < 1:
         raise ValueError(f"{name} must be a positive whole number of pixels, got {tile_size!r}")
+    model = _as_rule(model)
     if _valid_size(model, tile_size) != tile_size:
-        below, above = (_with_output(model, s) for s in _nearest(model, tile_size))
+        below, above = (_with_output(model, s) for s in model.nearest_valid_sizes(tile_size))
         nearest = f"{below} and {above}" if below is not None else f"{above} (none is smaller)"
         raise ValueError(f"{name} {tile_size} is not a valid input size for {_describe(model)}; nearest valid sizes: "
                          f"{nearest}")
@@ -101,6 +114,19 @@ def training_tile_size(model: nn.Module, smallest_side: int) -> int:
         raise ValueError(f"images of {smallest_side} px (after mirror padding) are smaller than the smallest tile "
                          f"{_describe(model)} takes ({above} px); use larger images or a shallower model")
     return max(fitting)
+
+
+def check_image_fits(tile_size: int, height: int, width: int, margin: int, *, name: str = "tile_size",
+                     image: object = "an image") -> None:
+    """Refuse a ``height × width`` image that a ``tile_size`` tile does not fit, even mirror-padded by ``margin``.
+
+    ``fit`` pads every training image by the model's margin before cutting tiles, so an image
+    needs ``min(height, width) + 2·margin >= tile_size``. ``name`` and ``image`` are how the
+    caller calls the size and the image, for the message.
+    """
+    if min(height, width) + 2 * margin < tile_size:
+        raise ValueError(f"{image} is {width}×{height} pixels, too small for {name} {tile_size} even with "
+                         f"{margin} mirrored pixels per side; pass a smaller {name}")
 
 
 def whole_image_tile_size(model: nn.Module, height: int, width: int, context: int = 0) -> int:

@@ -2,25 +2,23 @@
 
 ``fit`` samples random tiles from whole images (mirror-padded so border pixels get
 context, as in overlap-tile prediction), deforms them elastically, and minimises the
-weighted cross-entropy of chapter 5. It keeps a :class:`History`, shows a progress
-bar, validates every ``eval_every`` steps and writes atomic checkpoints that
-``resume=True`` continues from exactly. Chapter 6 teaches it. With ``num_workers`` it streams
-the data through a ``DataLoader`` instead of holding it in memory (:mod:`unet_course.streaming`),
-and under ``torchrun`` it trains in several processes (:mod:`unet_course.distributed`).
+weighted cross-entropy of chapter 5. It keeps a :class:`~unet_course.runs.History`, shows a
+progress bar, validates every ``eval_every`` steps and writes atomic checkpoints
+(:mod:`unet_course.runs`) that ``resume=True`` continues from exactly. Chapter 6 teaches it.
+The batches come from :mod:`unet_course.batches`: held in memory, or, for data too big for
+that (or with ``num_workers``), streamed through a ``DataLoader`` (:mod:`unet_course.streaming`);
+under ``torchrun`` it trains in several processes (:mod:`unet_course.distributed`).
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-import json
 import math
 import os
-import pickle
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +27,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import elastic_deform
+from .batches import check_loss_weights, item_preparer, training_batches, training_samples
 from .budget import best_device
-from .data.download import atomic_file
 from .distributed import (gather_objects, mean_over_processes, process_device, process_group, replicate,
                           share_from_main, wait_for_all)
 from .losses import center_crop, weighted_cross_entropy
 from .metrics import iou
+from .runs import History, check_resume, model_description, read_checkpoint, write_checkpoint
 from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
-from .streaming import Augment, Sample, augment_tiles, orient, random_tile, tile_loader
-from .tiling import mirror_pad, predict_tiled
-from .weights import check_border_args, class_weight_map, instances_from_mask, unet_weight_map
+from .streaming import Augment, Sample
+from .tiling import predict_tiled
+from .weights import check_border_args
 
-__all__ = ["History", "CheckpointError", "TrainingDiverged", "fit", "evaluate", "paper_loss", "load_checkpoint",
-           "save_checkpoint", "paper_augmentation", "prepare_sample", "prepare_samples", "random_tiles",
-           "batch_on_device", "loss_weight_map",
-           "scheduled_lr", "autocast_dtype", "LOSS_WEIGHTS", "LR_SCHEDULES"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is damaged, incomplete, or holds objects ``weights_only=True`` refuses to load."""
+__all__ = ["TrainingDiverged", "fit", "check_fit_arguments", "evaluate", "paper_loss", "scheduled_lr",
+           "autocast_dtype", "LR_SCHEDULES"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,119 +49,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
-
-
-@dataclass
-class History:
-    """What a run measured: training loss per step, validation figures every few steps."""
-
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    val_step: list[int] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_iou: list[float] = field(default_factory=list)
-    seconds_per_step: list[float] = field(default_factory=list)
-
-    def record(self, step: int, loss: float, seconds: float) -> None:
-        """Append one training step: its number (1-based), loss and duration."""
-        self.step.append(step)
-        self.loss.append(loss)
-        self.seconds_per_step.append(seconds)
-
-    def record_validation(self, step: int, loss: float, iou: float) -> None:
-        """Append one validation: the step it followed, the held-out loss and mean IoU."""
-        self.val_step.append(step)
-        self.val_loss.append(loss)
-        self.val_iou.append(iou)
-
-    def last_validation(self, window: int = 20) -> str:
-        """The last validation as one line, with the mean step time of the last ``window`` steps."""
-        return (f"step {self.val_step[-1]}: loss {self.smoothed_loss()[-1]:.4f}, val loss {self.val_loss[-1]:.4f}, "
-                f"val IoU {self.val_iou[-1]:.3f}, {1000 * np.mean(self.seconds_per_step[-window:]):.0f} ms/step")
-
-    def smoothed_loss(self, window: int = 20) -> np.ndarray:
-        """Running mean of the training loss over ``window`` steps (shorter at the start)."""
-        loss = np.asarray(self.loss, dtype=float)
-        if len(loss) == 0:
-            return loss
-        cumulative = np.cumsum(np.insert(loss, 0, 0.0))
-        starts = np.maximum(np.arange(1, len(loss) + 1) - window, 0)
-        return (cumulative[1:] - cumulative[starts]) / (np.arange(1, len(loss) + 1) - starts)
-
-    def plot(self, ax=None, window: int = 20):
-        """Loss curve (raw and smoothed) with the validation IoU on a second axis; returns the axes."""
-        import matplotlib.pyplot as plt  # plotting is optional for library users
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(self.step, self.loss, color="tab:blue", alpha=0.25, lw=0.8)
-        ax.plot(self.step, self.smoothed_loss(window), color="tab:blue", label="training loss")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        if self.val_step:
-            right = ax.twinx()
-            right.plot(self.val_step, self.val_iou, "o-", color="tab:orange", label="validation IoU")
-            right.set_ylabel("validation IoU")
-            right.set_ylim(0, 1)
-            right.legend(loc="upper right")
-        ax.legend(loc="upper left")
-        return ax
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the history as JSON (atomically)."""
-        with atomic_file(path) as (file, _):
-            file.write(json.dumps(asdict(self)).encode())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
-        return cls(**json.loads(Path(path).read_text()))
-
-
-def save_checkpoint(path: str | os.PathLike, **state) -> None:
-    """Save a checkpoint dictionary atomically (tensors, numbers, strings, lists, dicts)."""
-    with atomic_file(path) as (file, _):
-        torch.save(state, file)
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # torch's text would suggest weights_only=False, which can run code
-        raise CheckpointError(f"{path} holds Python objects besides tensors and numbers, which are not loaded because "
-                              f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
-                              f"or re-save yours as a plain state dict: torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, OSError, EOFError, KeyError, ValueError):
-        raise CheckpointError(f"cannot read the checkpoint {path}: the file is damaged or incomplete; train again, "
-                              f"or use an intact copy") from None
-
-
-LOSS_WEIGHTS = ("balanced", "unet", None)
-
-
-def loss_weight_map(mask: torch.Tensor, loss_weights: str | None, *, w0: float = 10.0,
-                    border_sigma: float = 5.0) -> torch.Tensor:
-    """The per-pixel loss weights ``(H, W)`` float32 of one ``(H, W)`` class mask.
-
-    ``loss_weights="unet"``: the paper's map (class balance + separation-border term, with cells
-    taken as the 4-connected components of the foreground); ``"balanced"``: class balance
-    only; ``None``: all ones. Chapter 5 teaches the map, chapter 6 trains with it.
-    """
-    _check_loss_weights(loss_weights)
-    if loss_weights is None:
-        return torch.ones(mask.shape, dtype=torch.float32)
-    if loss_weights == "balanced":
-        return torch.as_tensor(class_weight_map(mask.numpy()), dtype=torch.float32)
-    cells = instances_from_mask(mask.numpy() > 0)  # "unet"
-    return torch.as_tensor(unet_weight_map(cells, w0=w0, border_sigma=border_sigma), dtype=torch.float32)
-
-
-def _check_loss_weights(loss_weights: str | None) -> None:
-    if loss_weights not in LOSS_WEIGHTS:
-        raise ValueError(f"loss_weights must be 'unet', 'balanced' or None, got {loss_weights!r}")
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -205,81 +84,6 @@ def autocast_dtype(device: torch.device | str, amp: bool | str | None = None) ->
     return torch.bfloat16 if amp is True else None
 
 
-def paper_augmentation(grid: int = 3, elastic_sigma: float = 10.0) -> Augment:
-    """The paper's augmentation: a random flip/90° rotation, then elastic deformation (chapter 4)."""
-
-    def augment(images, masks, weight_maps, generator):
-        k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
-        images, masks, weight_maps = (orient(t, k, flip) for t in (images, masks, weight_maps))
-        return tuple(elastic_deform(images, masks, weight_maps, grid=grid, elastic_sigma=elastic_sigma,
-                                    generator=generator))
-
-    return augment
-
-
-def prepare_sample(data, index: int, loss_weights: str | None, *, margin: int = 0, num_classes: int | None = None,
-                   w0: float = 10.0, border_sigma: float = 5.0) -> Sample:
-    """Item ``index`` of ``data`` as ``(image (C, H, W), mask (H, W), weight_map (H, W))``, mirror-padded by ``margin``.
-
-    An item that brings a weight map keeps it; the others get :func:`loss_weight_map`. The
-    mask must hold classes ``0..num_classes-1`` and the weight map be finite and >= 0, or a
-    ``ValueError`` names the item. ``fit`` calls it once per item up front, or, when it
-    streams the data, in the DataLoader's workers whenever a tile needs the item.
-    """
-    item = data[index]
-    image, mask = item[0].float(), item[1].long()
-    weight_map = (item[2].float() if len(item) > 2
-                  else loss_weight_map(mask, loss_weights, w0=w0, border_sigma=border_sigma))
-    _check_sample(index, mask, weight_map, num_classes)
-    if margin:  # mirror_pad, unlike F.pad, allows images smaller than the margin
-        image, mask, weight_map = (mirror_pad(t, margin) for t in (image, mask, weight_map))
-    return image, mask, weight_map
-
-
-def prepare_samples(data, loss_weights: str | None, *, margin: int = 0, num_classes: int | None = None,
-                    w0: float = 10.0, border_sigma: float = 5.0, progress: bool = False) -> list[Sample]:
-    """Every item of ``data`` prepared by :func:`prepare_sample`, in memory: a bad item fails before the first step."""
-    _check_loss_weights(loss_weights)
-    return [prepare_sample(data, index, loss_weights, margin=margin, num_classes=num_classes, w0=w0,
-                           border_sigma=border_sigma)
-            for index in tqdm(range(len(data)), desc="weight maps", leave=False,
-                              disable=not progress or loss_weights != "unet" or len(data) < 5)]
-
-
-def _check_sample(index: int, mask: torch.Tensor, weight_map: torch.Tensor, num_classes: int | None) -> None:
-    if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
-        values = mask.unique().tolist()
-        shown = values if len(values) <= 8 else values[:5] + ["…", values[-1]]
-        raise ValueError(f"training mask {index} holds the values {shown}, but the model has {num_classes} "
-                         f"classes (0..{num_classes - 1}); map the mask's values to class indices")
-    if not bool((torch.isfinite(weight_map) & (weight_map >= 0)).all()):
-        raise ValueError(f"training item {index} has negative or non-finite loss weights; weights must be "
-                         f"finite and >= 0")
-
-
-def random_tiles(samples: list[Sample], batch_size: int, tile_size: int, generator: torch.Generator) -> Sample:
-    """A batch ``(images (B, C, T, T), masks (B, T, T), weight_maps (B, T, T))`` of random crops, one random item each."""
-    indices = torch.randint(0, len(samples), (batch_size,), generator=generator).tolist()
-    tiles = [random_tile(samples[index], tile_size, generator, index) for index in indices]
-    return tuple(torch.stack(parts) for parts in zip(*tiles))
-
-
-def batch_on_device(batch: tuple[torch.Tensor, ...], device: torch.device | str, augment: Augment | None = None,
-                    generator: torch.Generator | None = None) -> Sample:
-    """A batch of tiles moved to ``device`` once, then augmented there (on a GPU, by the GPU).
-
-    ``batch`` is ``(images (B, C, T, T), masks (B, T, T), weight_maps (B, T, T))``, augmented
-    by ``augment(images, masks, weight_maps, generator)`` when given; or a streamed batch that
-    also brings its tiles' draws, ``orientations (B, 2)`` and ``displacement (B, 2, g, g)``,
-    which :func:`~unet_course.streaming.augment_tiles` applies. The copy does not block when
-    the batch is in pinned memory. Returns ``(images, masks, weight_maps)`` on ``device``.
-    """
-    images, masks, weight_maps = (t.to(device, non_blocking=True) for t in batch[:3])
-    if len(batch) == 5:
-        return augment_tiles(images, masks, weight_maps, *batch[3:])
-    return augment(images, masks, weight_maps, generator) if augment is not None else (images, masks, weight_maps)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
     """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions).
@@ -312,15 +116,6 @@ def _takes_weight_map(loss: Callable) -> bool:
         return False
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
-
-
-def _model_description(model: nn.Module) -> dict:
-    """What a checkpoint records of the model's shape, to refuse resuming into another one."""
-    described = {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
-    for name in ("in_channels", "num_classes", "base_channels", "depth", "padding", "batch_norm"):
-        if isinstance(getattr(model, name, None), (int, str, bool)):
-            described[name] = getattr(model, name)
-    return described
 
 
 class _Trainer:
@@ -399,32 +194,19 @@ class _Trainer:
             return
         processes = {} if self.world_size == 1 else {"world_size": self.world_size,
                                                      "torch_rng_per_rank": rng_states}
-        save_checkpoint(path, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), step=step,
-                        scaler=self.scaler.state_dict(), generator=self.generator.get_state(),
-                        torch_rng=rng_states[0], history=asdict(history), settings=settings, **processes)
+        write_checkpoint(path, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), step=step,
+                         scaler=self.scaler.state_dict(), generator=self.generator.get_state(),
+                         torch_rng=rng_states[0], history=asdict(history), settings=settings, **processes)
 
     def restore(self, path: str | os.PathLike, settings: dict, steps: int) -> tuple[History, int]:
         """The history and step of the checkpoint at ``path``, after checking it was trained the same way."""
-        state = load_checkpoint(path, map_location=self.device)
-        trained_by = int(state.get("world_size", 1))
-        if trained_by != self.world_size:
-            raise ValueError(f"cannot resume {path}: it was trained by {trained_by} process(es) and this run has "
-                             f"{self.world_size}; each process's share of a step's tiles depends on their number, "
-                             f"so resume with {trained_by} (torchrun --nproc-per-node {trained_by}"
-                             f"{', or without torchrun' if trained_by == 1 else ''}), or train a new checkpoint")
-        if int(state["step"]) > steps:
-            raise ValueError(f"the checkpoint {path} is at step {state['step']}, past steps={steps}; steps is "
-                             f"the total, so pass steps >= {state['step']} to continue it")
+        state = read_checkpoint(path, map_location=self.device)
+        check_resume(state, path, steps=steps, world_size=self.world_size, settings=settings)
         recorded = state.get("settings", {})
-        differ = [f"{key} {recorded[key]!r} there, {settings[key]!r} here" for key in settings
-                  if key in recorded and key != "steps" and recorded[key] != settings[key]]
-        if differ:
-            raise ValueError(f"cannot resume {path}: it was trained with other settings ({'; '.join(differ)}); "
-                             f"pass the recorded settings, or train a new checkpoint")
         if settings["lr_schedule"] != "constant" and recorded.get("steps", steps) != steps:
             warnings.warn(f"resuming a {settings['lr_schedule']} schedule planned for {recorded['steps']} steps to "
                           f"{steps}: the learning rate follows the new length from step {state['step']} on",
-                          stacklevel=3)
+                          stacklevel=4)  # restore ← start ← fit ← the caller
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
@@ -433,55 +215,45 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         return History(**state["history"]), int(state["step"])
 
+    def start(self, checkpoint: str | os.PathLike | None, resume: bool, settings: dict,
+              steps: int) -> tuple[History, int]:
+        """A new history at step 0, or, with ``resume``, the history and step of ``checkpoint`` when it exists."""
+        if resume and Path(checkpoint).exists():
+            return self.restore(checkpoint, settings, steps)
+        if resume:
+            warnings.warn(f"resume=True but there is no checkpoint at {checkpoint} yet: training starts at step 0",
+                          stacklevel=3)
+        return History(), 0
 
-def _check_arguments(steps: int, lr: float, momentum: float, batch_size: int, w0: float, border_sigma: float,
-                     lr_schedule: str, loss_weights: str | None, resume: bool, checkpoint,
-                     num_workers: int | None) -> None:
-    """Every number of :func:`fit` in range, before any work."""
+
+def check_fit_arguments(*, steps: int, lr: float, momentum: float = 0.99, batch_size: int = 1, w0: float = 10.0,
+                        border_sigma: float = 5.0, lr_schedule: str = "constant", loss_weights: str | None = "balanced",
+                        resume: bool = False, checkpoint: str | os.PathLike | None = None,
+                        num_workers: int | None = None, eval_every: int | None = None,
+                        checkpoint_every: int | None = None) -> None:
+    """Every number of :func:`fit` in range, before any work: the one place these rules are written.
+
+    Raises ``ValueError`` whose message starts with the argument's name (``unet-course train``
+    turns it into the option's, ``--lr``, and prints it as is).
+    """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; the paper's recipe here uses 0.003")
+        raise ValueError(f"lr must be a finite number above 0, got {lr!r}; the paper's recipe here uses 0.003")
     if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}; the paper uses 0.99")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1 tile per step, got {batch_size}")
+        raise ValueError(f"momentum must be at least 0 and below 1, got {momentum!r}; the paper uses 0.99")
+    for name, value in (("batch_size", batch_size), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     check_border_args(w0, border_sigma)
     scheduled_lr(lr, 0, steps, lr_schedule)  # an unknown schedule fails here
-    _check_loss_weights(loss_weights)
+    check_loss_weights(loss_weights)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from: fit(..., checkpoint='run.pt')")
     if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
                                     or num_workers < 0):
-        raise ValueError(f"num_workers must be None (every item in memory) or a number of worker processes >= 0 "
-                         f"(0 streams in this process), got {num_workers!r}")
-
-
-def _training_batches(train_data, samples: list[Sample] | None, *, loss_weights: str | None, margin: int,
-                      num_classes: int | None, w0: float, border_sigma: float, tile_size: int, batch_size: int,
-                      augment: bool | Augment, num_workers: int | None, generator: torch.Generator, seed: int,
-                      start: int, steps: int, device: torch.device) -> Iterator[Sample]:
-    """The batches of steps ``start`` to ``steps - 1``, on ``device`` and augmented there.
-
-    In memory and in one process, each batch comes from one random stream (``generator``),
-    as in the book. Streamed, or in several processes, tile ``t`` of the run comes from its
-    own seed (:mod:`unet_course.streaming`), so the batches do not depend on how many workers
-    or processes share them.
-    """
-    rank, world_size = process_group()
-    if samples is not None and world_size == 1:
-        paper = paper_augmentation() if augment is True else augment or None
-        for _ in range(start, steps):
-            yield batch_on_device(random_tiles(samples, batch_size, tile_size, generator), device, paper, generator)
-        return
-    prepare = samples.__getitem__ if samples is not None else functools.partial(
-        prepare_sample, train_data, loss_weights=loss_weights, margin=margin, num_classes=num_classes, w0=w0,
-        border_sigma=border_sigma)
-    loader = tile_loader(prepare, len(train_data), tile_size=tile_size, batch_size=batch_size, steps=steps,
-                         start=start, seed=seed, augment=augment, num_workers=num_workers or 0,
-                         pin_memory=device.type == "cuda", rank=rank, world_size=world_size)
-    for batch in loader:
-        yield batch_on_device(batch, device)
+        raise ValueError(f"num_workers must be 0 or more, got {num_workers!r}: a number of worker processes (0 "
+                         f"streams in this process), or None to let the data's size choose")
 
 
 def fit(
@@ -538,14 +310,16 @@ def fit(
             or a callable ``(images, masks, weight_maps, generator) -> (images, masks, weight_maps)``.
             The paper's augmentation runs where the model trains (on the GPU for CUDA); a callable
             runs there too, or, when the data is streamed, on each tile in the workers.
-        num_workers: None (default) prepares every item and its weight map in memory before
-            the first step: fastest for data that fits, such as the book's. A number streams
-            the items through a ``DataLoader`` instead, with that many worker processes reading
-            them, computing weight maps and cutting tiles (0: in this process); memory then
-            stays flat however many items there are, and ``train_data`` may be any map-style
-            dataset. Streamed, tile ``t`` draws its crop and augmentation from the seed
-            ``(seed, t)``, so a run repeats with any number of workers (but differs from the
-            in-memory run of the same seed).
+        num_workers: None (default) chooses by the data's size: every item and its weight map is
+            prepared in memory before the first step when all of them take at most
+            :data:`~unet_course.batches.IN_MEMORY_BYTES` (1 GiB, estimated from the first item;
+            fastest for data that fits, such as the book's), and streamed in this process
+            otherwise. A number always streams, through a ``DataLoader`` with that many worker
+            processes reading the items, computing weight maps and cutting tiles (0: in this
+            process); memory then stays flat however many items there are, and ``train_data``
+            may be any map-style dataset. Streamed, tile ``t`` draws its crop and augmentation
+            from the seed ``(seed, t)``, so a run repeats with any number of workers (but differs
+            from the in-memory run of the same seed).
         eval_every: validate every this many steps. Default: 10 times per run.
         checkpoint: file to write the checkpoint to (atomically). Default None.
         checkpoint_every: also write it every this many steps. Default: only at the end.
@@ -596,47 +370,32 @@ def fit(
 
     Chapter 6 teaches it.
     """
-    _check_arguments(steps, lr, momentum, batch_size, w0, border_sigma, lr_schedule, loss_weights, resume, checkpoint,
-                     num_workers)
+    check_fit_arguments(steps=steps, lr=lr, momentum=momentum, batch_size=batch_size, w0=w0, border_sigma=border_sigma,
+                        lr_schedule=lr_schedule, loss_weights=loss_weights, resume=resume, checkpoint=checkpoint,
+                        num_workers=num_workers, eval_every=eval_every, checkpoint_every=checkpoint_every)
     rank, _ = process_group()
     progress = progress and rank == 0  # one progress bar and one log, from rank 0
     device = process_device(device if device is not None else best_device())
-    margin, num_classes = int(getattr(model, "margin", 0)), getattr(model, "num_classes", None)
-    if len(train_data) == 0:
-        raise ValueError("train_data is empty; fit needs at least one (image, mask) item to cut tiles from")
-    if num_workers is None:  # every item and its weight map in memory, prepared once
-        samples = prepare_samples(train_data, loss_weights, margin=margin, w0=w0, border_sigma=border_sigma,
-                                  num_classes=num_classes, progress=progress)
-        smallest_side = min(min(mask.shape) for _, mask, _ in samples)
-    else:  # streamed: the workers prepare items as tiles need them; the first one now, to fail early
-        samples = None
-        first = prepare_sample(train_data, 0, loss_weights, margin=margin, num_classes=num_classes, w0=w0,
-                               border_sigma=border_sigma)
-        smallest_side = min(first[1].shape)
+    prepare = item_preparer(train_data, model, loss_weights, w0=w0, border_sigma=border_sigma)
+    samples, smallest_side = training_samples(prepare, len(train_data), num_workers=num_workers,
+                                              progress=progress and loss_weights == "unet")
     tile_size = check_tile_size(tile_size or training_tile_size(model, smallest_side), model)
     settings = {"tile_size": tile_size, "lr": lr, "lr_schedule": lr_schedule, "momentum": momentum,
                 "batch_size": batch_size, "loss_weights": loss_weights, "w0": w0, "border_sigma": border_sigma,
-                **_model_description(model), "steps": steps}
+                **model_description(model), "steps": steps}
     trainer = _Trainer(model, lr=lr, momentum=momentum, device=device, amp=amp, channels_last=channels_last,
                        compile=compile, seed=seed, loss=loss)
-    history, start = History(), 0
-    if resume and Path(checkpoint).exists():
-        history, start = trainer.restore(checkpoint, settings, steps)
-    elif resume:
-        warnings.warn(f"resume=True but there is no checkpoint at {checkpoint} yet: training starts at step 0",
-                      stacklevel=2)
+    history, start = trainer.start(checkpoint, resume, settings, steps)
     eval_every = eval_every or max(1, steps // 10)
-    batches = _training_batches(train_data, samples, loss_weights=loss_weights, margin=margin,
-                                num_classes=num_classes, w0=w0, border_sigma=border_sigma, tile_size=tile_size,
-                                batch_size=batch_size, augment=augment, num_workers=num_workers,
-                                generator=trainer.generator, seed=seed, start=start, steps=steps, device=device)
+    batches = training_batches(samples, prepare, len(train_data), tile_size=tile_size, batch_size=batch_size,
+                               augment=augment, num_workers=num_workers, generator=trainer.generator, seed=seed,
+                               start=start, steps=steps, device=device)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", disable=not progress)
     for step in bar:
         began = time.perf_counter()
-        batch = next(batches)
-        history.record(step + 1, trainer.step(batch, scheduled_lr(lr, step, steps, lr_schedule), step),
-                       time.perf_counter() - began)
+        loss_value = trainer.step(next(batches), scheduled_lr(lr, step, steps, lr_schedule), step)
+        history.record(step + 1, loss_value, time.perf_counter() - began)
         bar.set_postfix(loss=f"{history.smoothed_loss()[-1]:.4f}")
         if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             figures = evaluate(model, val_data, device=device) if rank == 0 else None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .download import download_file
-from .folder import read_image
+from .images import load_image, read_image
 from .roads import ROAD_CLASSES
 
 __all__ = ["CamVidTiny", "CAMVID_TINY_URL", "CAMVID_TINY_SIZE_MD5", "CAMVID_TO_ROAD"]
@@ -118,6 +118,6 @@ class CamVidTiny(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
-        image = torch.from_numpy(read_image(image_path, mode="RGB").astype(np.float32) / 255.0).permute(2, 0, 1)
+        image = torch.from_numpy(load_image(image_path, channels=3))  # (3, H, W) in 0..1
         mask = self.lookup[read_image(label_path)]
         return image.contiguous(), torch.from_numpy(mask)

@@ -10,17 +10,15 @@ that — the size plus the MD5 of the first MiB (the scheme of fastai's ``checks
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
-__all__ = ["atomic_file", "sha256_of", "size_and_md5_prefix", "download_file", "DownloadError", "ChecksumError"]
+from ..files import atomic_file
+
+__all__ = ["sha256_of", "size_and_md5_prefix", "download_file", "DownloadError", "ChecksumError"]
 
 CHUNK = 1 << 16
 MIB = 1 << 20
@@ -32,33 +30,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(RuntimeError):
     """A file's SHA-256 differs from the expected one."""
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, Path]]:
-    """Write ``path`` all at once or not at all.
-
-    Yields ``(file, temporary_path)``: write to ``file`` (and check ``temporary_path`` if
-    you like); when the block ends without an exception the data is flushed to disk and
-    renamed to ``path``. If the block raises, the temporary file is removed and ``path``
-    is left as it was. Used for downloads and for training checkpoints.
-    """
-    path = Path(path)
-    created = [folder for folder in [path.parent, *path.parent.parents] if not folder.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            yield file, Path(temporary)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-            for folder in created:  # leave no empty folders behind a failed write either
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -150,9 +150,10 @@ def check_mask_values(mask: np.ndarray, num_classes: int, path: str | os.PathLik
     The message lists the values found and how to map them (grey levels and JPEG noise
     in a black-and-white mask, or more classes than the model has).
     """
-    values = np.unique(np.asarray(mask))
-    if values.size == 0 or (values.min() >= 0 and values.max() < num_classes):
+    mask = np.asarray(mask)
+    if mask.size == 0 or (mask.min() >= 0 and mask.max() < num_classes):  # the common case: no sort
         return
+    values = np.unique(mask)
     where = f"mask {path}" if path is not None else "the mask"
     how = ("threshold it to 0/1 (e.g. mask > 127) or save it as a 0/255 PNG; JPEG compression adds grey levels"
            if num_classes == 2 else f"map each value to a class index 0..{num_classes - 1}")

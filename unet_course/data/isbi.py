@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .download import ChecksumError, download_file, sha256_of
+from .images import read_image
 
 __all__ = ["ISBI2012", "ISBI2012_URL", "ISBI2012_SHA256", "MIRROR_ENV_VAR", "isbi2012_url"]
 
@@ -157,8 +157,9 @@ class ISBI2012(torch.utils.data.Dataset):
                     f"ISBI 2012 file {target} is corrupted (its SHA-256 differs from the published "
                     f"one). Delete it and load again with download=True."
                 )
-        self.images = np.stack([_read_gray(self.root / f"image/{i}.png") for i in self.indices])
-        self.masks = np.stack([(_read_gray(self.root / f"label/{i}.png") > 127) for i in self.indices]).astype(np.uint8)
+        self.images = np.stack([read_image(self.root / f"image/{i}.png", mode="L") for i in self.indices])
+        self.masks = np.stack([(read_image(self.root / f"label/{i}.png", mode="L") > 127)
+                               for i in self.indices]).astype(np.uint8)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -166,8 +167,3 @@ class ISBI2012(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(self.images[index]).float().div_(255.0)[None]
         return image, torch.from_numpy(self.masks[index]).long()
-
-
-def _read_gray(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("L"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arrays import ArrayLike, label_components, to_numpy
+from ..arrays import ArrayLike, above_threshold, label_components, to_numpy
 
 __all__ = ["ArrayLike", "as_numbers", "pair", "class_labels", "binary", "label_components"]
 
@@ -40,11 +40,11 @@ def pair(pred: ArrayLike, truth: ArrayLike, *, two_d: bool = False) -> tuple[np.
 def class_labels(x: np.ndarray, threshold: float) -> np.ndarray:
     """Integer class labels: floats are probabilities of class 1, cut at ``threshold``."""
     if x.dtype.kind == "f":
-        return (x > threshold).astype(np.int64)
+        return above_threshold(x, threshold).astype(np.int64)
     return x.astype(np.int64, copy=False)
 
 
 def binary(x: np.ndarray, threshold: float) -> np.ndarray:
     """A boolean map, True = cell interior: values above ``threshold`` (booleans as they are)."""
-    return x if x.dtype == bool else x > threshold
+    return x if x.dtype == bool else above_threshold(x, threshold)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import THRESHOLD
 from ._arrays import ArrayLike, class_labels, pair
 
 __all__ = ["pixel_error", "iou", "dice", "confusion_matrix"]
 
 
-def pixel_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = 0.5) -> float:
+def pixel_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = THRESHOLD) -> float:
     """The fraction of pixels whose predicted class differs from the true class.
 
     The ISBI 2012 challenge scored binary maps this way (the squared Euclidean distance
@@ -46,7 +47,7 @@ def pixel_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = 0.5) ->
 
 
 def confusion_matrix(
-    pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = 0.5
+    pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = THRESHOLD
 ) -> np.ndarray:
     """Pixel counts ``C[t, p]``: pixels of true class ``t`` predicted as class ``p``.
 
@@ -84,7 +85,7 @@ def confusion_matrix(
     return counts.reshape(num_classes, num_classes)
 
 
-def iou(pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = 0.5) -> np.ndarray:
+def iou(pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = THRESHOLD) -> np.ndarray:
     """Intersection over union (Jaccard index) of each class: ``|P ∩ T| / |P ∪ T|``.
 
     A class absent from both ``pred`` and ``truth`` has no defined IoU and gets nan
@@ -114,7 +115,7 @@ def iou(pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: f
         return intersection / union
 
 
-def dice(pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = 0.5) -> np.ndarray:
+def dice(pred: ArrayLike, truth: ArrayLike, num_classes: int = 2, *, threshold: float = THRESHOLD) -> np.ndarray:
     """Dice coefficient (F1 score of the pixels) of each class: ``2|P ∩ T| / (|P| + |T|)``.
 
     Dice and IoU rank predictions alike (``dice = 2 iou / (1 + iou)``). A class absent

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import THRESHOLD
 from ._arrays import ArrayLike, binary, label_components, pair
 
 __all__ = ["RandScores", "contingency_table", "rand_scores", "rand_error"]
@@ -129,7 +130,7 @@ def rand_scores(pred_labels: ArrayLike, true_labels: ArrayLike) -> RandScores:
     return RandScores(error=error, precision=precision, recall=recall)
 
 
-def rand_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = 0.5, connectivity: int = 4) -> float:
+def rand_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = THRESHOLD, connectivity: int = 4) -> float:
     """The ISBI 2012 Rand error of a cell-interior map: label the cells, then :func:`rand_scores`.
 
     Both maps are binarized (1 = cell interior, 0 = membrane), each cell is found as a

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from ..arrays import THRESHOLD
 from ._arrays import ArrayLike, binary, pair
 
 __all__ = ["simple_point_table", "topology_preserving_warp", "warping_error"]
@@ -135,7 +136,7 @@ def topology_preserving_warp(source: ArrayLike, target: ArrayLike, *, connectivi
             return warped[1:-1, 1:-1].copy()
 
 
-def warping_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = 0.5, connectivity: int = 4) -> float:
+def warping_error(pred: ArrayLike, truth: ArrayLike, *, threshold: float = THRESHOLD, connectivity: int = 4) -> float:
     """The ISBI 2012 warping error: the fraction of pixels left wrong after a topology-preserving warp.
 
     The truth (1 = cell interior, 0 = membrane) is warped toward the binarized

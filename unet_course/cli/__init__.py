@@ -1,0 +1,74 @@
+"""The ``unet-course`` command line: train a U-Net, then segment, score or export with it.
+
+    unet-course train --data isbi2012 --data-root data --out runs/isbi   # the budget's sizes
+    unet-course train --data isbi2012 --out runs/isbi --steps 2000 --resume
+    torchrun --nproc-per-node 4 -m unet_course train --data my_data/ --num-workers 4 --out runs/mine
+    unet-course predict runs/isbi my_images/ masks/   # 8-fold test-time augmentation; --no-tta is faster
+    unet-course predict isbi2012-cpu my_images/ masks/   # a published network instead of a run
+    unet-course evaluate runs/isbi my_data/images my_data/masks --out report/
+    unet-course export runs/isbi --format bioimageio --out unet.zip
+
+The command line is thin: :mod:`~unet_course.cli.parser` reads the options, one module per
+command calls the library (:func:`unet_course.fit`, :func:`unet_course.tiling.predict_tiled`,
+:func:`unet_course.evaluate_folder`, :func:`unet_course.export.export_run`), and :func:`main`
+turns what they raise into one line and an exit status. Chapters 6 and 7 teach what it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from ..runs import RunError
+from .common import CommandFailed, UserError, one_line
+from .parser import build_parser
+
+__all__ = ["main", "build_parser"]
+
+
+def _status_and_message(error: Exception) -> tuple[int, str]:
+    """The exit status and the one-line message of an error: 2 for a mistake in the command, 1 for a failure."""
+    from ..data import ChecksumError, DownloadError
+
+    if isinstance(error, RunError):  # a ValueError, but a damaged file rather than a mistake in the command
+        return 1, one_line(error)
+    if isinstance(error, (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return 2, one_line(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return 1, "the GPU ran out of memory; pass a smaller --tile-size or --batch-size"
+    if isinstance(error, (CommandFailed, ChecksumError, DownloadError)):
+        return 1, one_line(error)
+    if isinstance(error, OSError):
+        return 1, f"{one_line(error)}; check the path, its permissions and the free disk space"
+    return 1, f"unexpected {type(error).__name__}: {one_line(error)}; run again with --debug to see where it happened"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``unet-course`` with ``argv`` (default: the command line); returns the exit status.
+
+    Every error is one line on stderr, ``unet-course <command>: error: <what>; <how to fix>``:
+    status 2 for a mistake in the command (a bad option, path or input file), 1 for a
+    failure (training diverged, a damaged checkpoint, a failed download, a full disk).
+    ``--debug`` shows the traceback instead.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run_command(args)
+    except KeyboardInterrupt:
+        if args.command == "train":
+            how = ("continue with the same command plus --resume" if (args.out / "checkpoint.pt").exists()
+                   else "no step was saved yet; start again with --overwrite")
+            print(f"unet-course train: interrupted; {how}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        status, message = _status_and_message(error)
+        print(f"unet-course {args.command}: error: {message}", file=sys.stderr)
+        return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
