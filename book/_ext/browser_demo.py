@@ -28,7 +28,7 @@ NEEDS_NPM = "npm ci (Node.js and npm) before building, to copy onnxruntime-web i
 
 
 def _copy_runtime(root: Path, out: Path) -> tuple[str, str] | None:
-    """Copy the runtime from ``node_modules``: ``(its script in out, its version)``, or None (logged) when not installed."""
+    """Copy the runtime from ``node_modules``: ``(its script in out, its version)``, or None (logged) if absent."""
     package = root / "node_modules" / RUNTIME
     if not all((package / "dist" / name).is_file() for name in RUNTIME_FILES):
         logger.info(f"in-browser demo: no {RUNTIME} in node_modules; the page will say it needs {NEEDS_NPM}")

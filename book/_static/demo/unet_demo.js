@@ -23,6 +23,15 @@
   function defaultTileSize(height, width, rule) {
     return Math.min(validSize(rule.paper_tile, rule), validSize(Math.max(height, width) + 2 * rule.margin, rule));
   }
+
+  /* This page's default: one tile for the whole image up to WHOLE_IMAGE_SIDE, which is fastest here
+     (fewer pixels predicted twice; the performance page measures it), else the library's default.
+     A valid U-Net gives the same probabilities at every tile size. */
+  const WHOLE_IMAGE_SIDE = 1024;
+  function pageTileSize(height, width, rule) {
+    if (Math.max(height, width) > WHOLE_IMAGE_SIDE) return defaultTileSize(height, width, rule);
+    return validSize(Math.max(height, width) + 2 * rule.margin, rule);
+  }
   // [valid-size-end]
 
   // [mirror-pad-start]
@@ -35,7 +44,8 @@
     return p >= length ? period - p : p;
   }
 
-  /* The image (height × width, row-major) extended by mirroring: left, right, top, bottom pixels (tiling.mirror_pad). */
+  /* The image (height × width, row-major) extended by mirroring by left, right, top and bottom
+     pixels (tiling.mirror_pad). */
   function mirrorPad(image, height, width, left, right, top, bottom) {
     const outHeight = top + height + bottom, outWidth = left + width + right;
     const padded = new Float32Array(outHeight * outWidth);
@@ -56,7 +66,8 @@
     const outTile = tileSize - 2 * rule.margin;
     const step = Math.floor(outTile / rule.alignment) * rule.alignment;
     if (step < 1) throw new Error(`a ${tileSize}-px tile leaves ${outTile} output pixels, fewer than ${rule.alignment}`);
-    const corners = (side) => Array.from({length: 1 + Math.ceil(Math.max(side - outTile, 0) / step)}, (_, k) => k * step);
+    const count = (side) => 1 + Math.ceil(Math.max(side - outTile, 0) / step);
+    const corners = (side) => Array.from({length: count(side)}, (_, k) => k * step);
     return {outTile, rows: corners(height), cols: corners(width)};
   }
   // [tile-grid-end]
@@ -76,7 +87,8 @@
     for (const y of rows) {
       for (const x of cols) {
         for (let r = 0; r < tileSize; r++) {
-          tile.set(padded.data.subarray((y + r) * padded.width + x, (y + r) * padded.width + x + tileSize), r * tileSize);
+          const from = (y + r) * padded.width + x;
+          tile.set(padded.data.subarray(from, from + tileSize), r * tileSize);
         }
         const logits = await runTile(tile, tileSize);
         for (let r = 0; r < outTile; r++) {
@@ -92,7 +104,9 @@
     }
     const probability = new Float32Array(height * width);
     for (let r = 0; r < height; r++) {
-      for (let c = 0; c < width; c++) probability[r * width + c] = total[r * totalWidth + c] / counts[r * totalWidth + c];
+      for (let c = 0; c < width; c++) {
+        probability[r * width + c] = total[r * totalWidth + c] / counts[r * totalWidth + c];
+      }
     }
     return {probability, tiles: rows.length * cols.length};
   }
@@ -115,6 +129,10 @@
   const params = new URLSearchParams(window.location.search);
   const $ = (name) => document.getElementById(`unet-demo-${name}`);
   let meta = null, session = null, current = null;  // current: {image, height, width, name}
+
+  function missingMessage() {
+    return `This build of the book has no in-browser demo; it needs ${meta.missing.join(" and ")}.`;
+  }
 
   function say(text, isError) {
     $("status").textContent = text;
@@ -216,7 +234,7 @@
     const smallest = validSize(2 * meta.margin + meta.alignment, meta);  // at least one step of output
     const largest = validSize(Math.max(height, width) + 2 * meta.margin, meta);  // one tile covers the image
     const asked = Number(params.get("tile"));  // ?tile=572 (the benchmark sets it); only a size the network takes
-    const chosen = asked >= smallest && validSize(asked, meta) === asked ? asked : defaultTileSize(height, width, meta);
+    const chosen = asked >= smallest && validSize(asked, meta) === asked ? asked : pageTileSize(height, width, meta);
     const select = $("tile");
     select.innerHTML = "";
     for (let size = smallest; size <= Math.max(largest, chosen); size += meta.step) {
@@ -229,8 +247,9 @@
     current = loaded;
     showImage(current);
     fillTileSizes(current.height, current.width);
-    $("run").disabled = !(meta.model && meta.runtime);
-    say(`${current.name}: ${current.width}×${current.height} px. Press Segment.`);
+    $("run").disabled = Boolean(meta.missing.length);
+    if (meta.missing.length) say(missingMessage(), true);
+    else say(`${current.name}: ${current.width}×${current.height} px. Press Segment.`);
   }
 
   async function chooseSample(index) {
@@ -280,9 +299,11 @@
 
   async function start() {
     meta = await (await fetch(assets + "meta.json")).json();
-    if (meta.missing.length) say(`This build of the book has no in-browser demo; it needs ${meta.missing.join(" and ")}.`, true);
+    if (meta.missing.length) say(missingMessage(), true);
     meta.samples.forEach((sample, i) => $("sample").add(new Option(`ISBI 2012 slice ${sample.slice}`, i)));
-    $("sample").addEventListener("change", () => chooseSample(Number($("sample").value)).catch((e) => say(e.message, true)));
+    $("sample").addEventListener("change", () => {
+      chooseSample(Number($("sample").value)).catch((error) => say(error.message, true));
+    });
     $("file").addEventListener("change", async () => {
       const file = $("file").files[0];
       if (!file) return;
