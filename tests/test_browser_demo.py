@@ -121,3 +121,13 @@ def test_without_npm_the_book_builds_and_says_what_the_demo_needs(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip().count("\n") == 0
     assert "needs Node.js and npm" in result.stdout
+
+
+def test_benchmark_smoke(built_book):
+    """The page-against-PyTorch benchmark runs (one tile size, one run) and writes nothing."""
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_browser_demo.py"), "--site",
+                             str(built_book), "--smoke"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 700 | 1 |" in result.stdout and "`model.onnx`" in result.stdout and "wrote" not in result.stdout
