@@ -12,7 +12,7 @@
   // --- overlap-tile: the functions chapter 3 explains, one for one ---------------------------
 
   // [valid-size-start]
-  /* The smallest input side >= size that the network takes: minSize + k·step (UNet.valid_input_size). */
+  /* The smallest input side >= size that the network takes: min_size + k·step (UNet.valid_input_size). */
   function validSize(size, rule) {
     if (size <= rule.min_size) return rule.min_size;
     return rule.min_size + Math.ceil((size - rule.min_size) / rule.step) * rule.step;
@@ -36,7 +36,7 @@
 
   // [mirror-pad-start]
   /* Source index of position i in [-before, length + after) when mirroring at both ends
-     (tiling._reflect_indices): the border pixel is not repeated, and pads may exceed the image. */
+     (as tiling.mirror_pad): the border pixel is not repeated, and pads may exceed the image. */
   function reflectIndex(i, length) {
     if (length === 1) return 0;
     const period = 2 * (length - 1);
@@ -59,13 +59,13 @@
   // [mirror-pad-end]
 
   // [tile-grid-start]
-  /* Top-left corners of the output tiles covering the image (tiling._tile_grid): tiles move by a
-     multiple of the network's downsampling factor, so that each one pools the same pixel pairs
-     as the whole image would. */
+  /* Top-left corners of the output tiles covering the image (as predict_tiled places them): tiles
+     move by a multiple of the network's downsampling factor, so that each one pools the same
+     pixel pairs as the whole image would. */
   function tileGrid(tileSize, height, width, rule) {
     const outTile = tileSize - 2 * rule.margin;
     const step = Math.floor(outTile / rule.alignment) * rule.alignment;
-    if (step < 1) throw new Error(`a ${tileSize}-px tile leaves ${outTile} output pixels, fewer than ${rule.alignment}`);
+    if (step < 1) throw new Error(`a ${tileSize}-px tile leaves ${outTile} output px, fewer than ${rule.alignment}`);
     const count = (side) => 1 + Math.ceil(Math.max(side - outTile, 0) / step);
     const corners = (side) => Array.from({length: count(side)}, (_, k) => k * step);
     return {outTile, rows: corners(height), cols: corners(width)};
