@@ -266,6 +266,8 @@
     try {
       await getSession();
       const progress = $("progress");
+      progress.value = 0;
+      say(`${name}: predicting ${tileSize}-px tiles…`);
       const start = performance.now();
       const result = await predictTiled(runTile, image, height, width, tileSize, meta, async (done, all) => {
         progress.max = all; progress.value = done;
