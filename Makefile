@@ -14,7 +14,7 @@ export UNET_COURSE_DATA
 # Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
-.PHONY: help install browser book test execute setup-cells bench weights clean
+.PHONY: help install browser js book test execute setup-cells bench weights clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
@@ -41,13 +41,22 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; \
 	else echo "The browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi
 
-book: $(STAMP)
+# The in-browser demo's JavaScript dependencies, pinned by package-lock.json (npm ci only when it changed).
+# The book's build copies ONNX Runtime Web from node_modules; without npm it builds the rest.
+js:
+	@if ! command -v npm > /dev/null; then \
+	  echo "The in-browser demo needs Node.js and npm (https://nodejs.org): building the book without it"; \
+	elif [ ! node_modules/.package-lock.json -nt package-lock.json ]; then \
+	  npm ci --ignore-scripts --no-audit --no-fund; \
+	fi
+
+book: $(STAMP) js
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
 # OMP_WAIT_POLICY=PASSIVE: torch's waiting threads sleep instead of spinning. On a machine busy with
 # other work, spinning made a two-thread training step of the smoke U-Net 30-40 times slower.
-test: $(STAMP) browser
+test: $(STAMP) browser js
 	CI=$${CI:-true} OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider --durations=20
 
 execute: $(STAMP)
