@@ -248,8 +248,9 @@ def colab_copy(chapter: Path) -> dict:
         cell = dict(cell)
         if cell["cell_type"] == "markdown":
             cell["source"] = convert_markdown("".join(cell["source"]), here).splitlines(keepends=True)
-        elif cell["cell_type"] == "code":
+        elif cell["cell_type"] == "code":  # no outputs, and no trace of the run that made them
             cell["outputs"], cell["execution_count"] = [], None
+            cell["metadata"] = {key: value for key, value in cell["metadata"].items() if key != "execution"}
         cells.append(cell)
     metadata = {key: value for key, value in notebook["metadata"].items() if key != "widgets"}
     return {**notebook, "cells": cells, "metadata": metadata}
