@@ -248,27 +248,38 @@ def _fetch(url: str) -> str:
         return response.read().decode()
 
 
-def relevant(freeze: str, python: str) -> dict[str, tuple[str, str]]:
+def relevant(freeze: str) -> dict[str, tuple[str, str]]:
     """The lines of a `pip freeze` that matter here: ``normal name → (name, version)``.
 
-    What pip resolves, with those versions as constraints and for Colab's ``python``, for unet-course
-    with the extras a Colab reader installs, the kernel and ipywidgets; plus torch and torchvision.
+    What pip resolves, with those versions as constraints, for unet-course with the extras a Colab
+    reader installs, the kernel and ipywidgets; plus torch and torchvision. Resolved for this
+    Python: a constraint it cannot meet (a version for a newer Python) is dropped, not followed.
     """
     import tempfile
 
     lines = {normal(found.group(1)): (found.group(1), found.group(2)) for found in
              (re.match(r"([A-Za-z0-9_.\-]+)==([^+\s]+)", line) for line in freeze.splitlines()) if found}
+    dropped: set[str] = set()
     with tempfile.TemporaryDirectory() as scratch:
         constraints, report = Path(scratch) / "colab.txt", Path(scratch) / "report.json"
-        constraints.write_text("".join(f"{name}=={version}\n" for key, (name, version) in lines.items()
-                                       if not AS_AVAILABLE.fullmatch(key)))
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", scratch, ROOT])
         wheel = next(Path(scratch).glob("unet_course-*.whl"))
-        _run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-              "--python-version", python, "--only-binary=:all:", "--target", Path(scratch) / "target",
-              "--report", report, "-c", constraints, f"{wheel}[{','.join(COLAB_EXTRAS)}]", "ipykernel", "ipywidgets"])
+        while True:
+            constraints.write_text("".join(f"{name}=={version}\n" for key, (name, version) in lines.items()
+                                           if not AS_AVAILABLE.fullmatch(key) and key not in dropped))
+            result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+                                     "--report", str(report), "-c", str(constraints),
+                                     f"{wheel}[{','.join(COLAB_EXTRAS)}]", "ipykernel", "ipywidgets"],
+                                    capture_output=True, text=True)
+            missing = re.search(r"No matching distribution found for ([A-Za-z0-9_.\-]+)|"
+                                r"requested \(constraint\) ([A-Za-z0-9_.\-]+)==", result.stderr)
+            if result.returncode == 0 or not missing or len(dropped) >= 10:
+                break
+            dropped.add(normal(missing.group(1) or missing.group(2)))
+        if result.returncode != 0:
+            raise RuntimeError(f"pip could not resolve on Colab's versions:\n{result.stderr[-3000:]}")
         wanted = {normal(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
-    return {key: lines[key] for key in sorted(wanted | {"torch", "torchvision"}) if key in lines}
+    return {key: lines[key] for key in sorted(wanted | dropped | {"torch", "torchvision"}) if key in lines}
 
 
 def refresh(path: Path = PACKAGES) -> None:
@@ -283,7 +294,7 @@ def refresh(path: Path = PACKAGES) -> None:
               f"# Refresh: .venv/bin/python tests/colab_runtime.py\n"
               f"# source: {SOURCE} pip-freeze.gpu.txt at {sha[:12]}, {date}\n"
               f"# python: {python}\n")
-    path.write_text(header + "".join(f"{name}=={version}\n" for name, version in relevant(freeze, python).values()))
+    path.write_text(header + "".join(f"{name}=={version}\n" for name, version in relevant(freeze).values()))
 
 
 if __name__ == "__main__":
