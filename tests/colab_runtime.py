@@ -262,17 +262,15 @@ def relevant(freeze: str) -> dict[str, tuple[str, str]]:
     dropped: set[str] = set()
     with tempfile.TemporaryDirectory() as scratch:
         constraints, report = Path(scratch) / "colab.txt", Path(scratch) / "report.json"
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", scratch, ROOT])
-        wheel = next(Path(scratch).glob("unet_course-*.whl"))
         while True:
             constraints.write_text("".join(f"{name}=={version}\n" for key, (name, version) in lines.items()
                                            if not AS_AVAILABLE.fullmatch(key) and key not in dropped))
-            result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+            result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
                                      "--report", str(report), "-c", str(constraints),
-                                     f"{wheel}[{','.join(COLAB_EXTRAS)}]", "ipykernel", "ipywidgets"],
+                                     f"{ROOT}[{','.join(COLAB_EXTRAS)}]", "ipykernel", "ipywidgets"],
                                     capture_output=True, text=True)
             missing = re.search(r"No matching distribution found for ([A-Za-z0-9_.\-]+)|"
-                                r"requested \(constraint\) ([A-Za-z0-9_.\-]+)==", result.stderr)
+                                r"requested \(constraint\) ([A-Za-z0-9_.\-]+)==", result.stdout + result.stderr)
             if result.returncode == 0 or not missing or len(dropped) >= 10:
                 break
             dropped.add(normal(missing.group(1) or missing.group(2)))
