@@ -14,7 +14,7 @@ export UNET_COURSE_DATA
 # Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
-.PHONY: help install browser js book test execute setup-cells bench weights clean
+.PHONY: help install browser js book test execute setup-cells colab bench weights clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
@@ -22,7 +22,8 @@ help:
 	@echo "make execute  re-execute all notebooks in place (UNET_COURSE_BUDGET=cpu by default)"
 	@echo "make bench    run the speed comparisons in benchmarks/ at full size"
 	@echo "make weights  retrain every published checkpoint (cpu budget, ~15 min) and print its SHA-256"
-	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml"
+	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml (and the Colab copies)"
+	@echo "make colab    rewrite book/colab/, the plain-Markdown copies of the chapters that Colab opens"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +69,12 @@ execute: $(STAMP)
 # extras the chapter imports; tests/test_notebooks_setup.py fails until this has been run.
 setup-cells: $(STAMP)
 	$(BIN)/python tests/setup_cells.py
+	$(BIN)/python tests/colab_copies.py
+
+# Colab renders no MyST: the book's Colab buttons open copies of the chapters in plain Markdown,
+# without outputs; tests/test_colab_copies.py fails until this has been run after a chapter changed.
+colab: $(STAMP)
+	$(BIN)/python tests/colab_copies.py
 
 # Retrain the published checkpoints exactly as chapter 6 and `unet-course train --budget cpu` do,
 # pack each into weights/ and print the SHA-256 to record in unet_course/hub.py (then copy the

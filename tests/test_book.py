@@ -33,8 +33,24 @@ def test_notebook_pages_show_their_figures_and_launch_on_colab(html):
     for name in notebooks:
         page = (html / f"{name}.html").read_text()
         assert re.search(r'<img[^>]+src="[^"]*_images/', page), f"{name}: no figure rendered"
-        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{name}.ipynb"
-        assert colab in page, f"{name}: no Colab launch button pointing at the notebook"
+        folder, _, stem = name.rpartition("/")  # Colab opens the chapter's plain-Markdown copy
+        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{folder}/colab/{stem}.ipynb"
+        assert colab in page, f"{name}: no Colab launch button pointing at the notebook's Colab copy"
+
+
+def test_links_of_the_colab_copies_land_in_the_book(html):
+    """Citations, cross-references and API names in the Colab copies link to pages and anchors the book has."""
+    import colab_copies
+
+    links = {link for copy in colab_copies.COPIES.glob("*.ipynb")
+             for link in re.findall(r"\]\((" + re.escape(colab_copies.book_url()) + r"[^)\s]+)\)", copy.read_text())}
+    assert sum("#cite-" in link for link in links) > 10 and any("api.html#" in link for link in links)
+    for link in links:
+        page, _, anchor = link.removeprefix(colab_copies.book_url()).partition("#")
+        assert (html / page).exists(), f"{link}: no such page"
+        assert not anchor or f'id="{anchor}"' in (html / page).read_text(), f"{link}: no such anchor"
+    chapter = (html / "book" / "07_evaluation.html").read_text()  # the book itself keeps its {cite} links
+    assert 'class="reference internal" href="intro.html#cite-ronneberger2015unet"' in chapter
 
 
 def test_api_page_documents_the_library(html):

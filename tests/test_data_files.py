@@ -83,9 +83,13 @@ def test_isbi_mirror_comes_from_the_environment(monkeypatch):
 def test_isbi_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("UNET_COURSE_DATA_MIRROR", raising=False)
     monkeypatch.setattr(isbi_module, "ISBI2012_URL", "http://127.0.0.1:9/{path}")
-    with pytest.raises(DownloadError, match="Could not download"):
+    with pytest.raises(DownloadError, match="needs the network once") as raised:
         ISBI2012(tmp_path / "isbi", download=True, indices=[0])
     assert not (tmp_path / "isbi").exists()  # nothing partial left, not even empty folders
+    message = str(raised.value)  # what to do: the whole folder, fetched in one command elsewhere, or a mirror
+    assert "60 files" in message and "image/0.png" in message and str(tmp_path / "isbi") in message
+    assert "ISBI2012('isbi2012', download=True)" in message and "UNET_COURSE_DATA_MIRROR" in message
+    assert "127.0.0.1:9" in message  # the address that failed
 
 
 def test_checksums_in_the_library_match_the_files(isbi_root):

@@ -128,3 +128,12 @@ def test_training_chapters_ask_colab_for_a_gpu_and_say_what_they_got(path):
 def test_no_chapter_reads_a_file_of_the_repository(path):
     for source in _code(_notebook(path)):
         assert not re.search(r"""["']\.\./|Path\(["']\.\.""", source), f"{path.name} reads outside its folder:\n{source}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_output_is_a_bare_object_address(path):
+    """A cell that ends on a call returning an object shows ``<torch._C.Generator at 0x…>``: end it with ``;``."""
+    for cell in _notebook(path)["cells"]:
+        for output in cell.get("outputs", []):
+            shown = "".join(output.get("data", {}).get("text/plain", "")) + "".join(output.get("text", ""))
+            assert not re.search(r"<[\w.]+ (object )?at 0x[0-9a-f]+>", shown), f"{path.name} shows {shown[:80]!r}"

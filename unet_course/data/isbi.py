@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .download import ChecksumError, download_file, sha256_of
+from .download import ChecksumError, DownloadError, download_file, sha256_of
 from .images import read_image
 
 __all__ = ["ISBI2012", "ISBI2012_URL", "ISBI2012_SHA256", "MIRROR_ENV_VAR", "isbi2012_url"]
@@ -143,7 +143,10 @@ class ISBI2012(torch.utils.data.Dataset):
             raise ValueError(f"ISBI 2012 has slices 0..{NUM_SLICES - 1}; got indices {bad}")
         if download:  # the whole data set, so that a later load of other slices finds them too
             for path, sha256 in ISBI2012_SHA256.items():
-                download_file(isbi2012_url(path), self.root / path, sha256)
+                try:
+                    download_file(isbi2012_url(path), self.root / path, sha256)
+                except DownloadError as error:
+                    raise DownloadError(_offline_message(self.root, path, error)) from error
         paths = [f"{kind}/{i}.png" for i in self.indices for kind in ("image", "label")]
         for path in [] if download else paths:  # downloaded files were verified as they came
             target = self.root / path
@@ -167,3 +170,16 @@ class ISBI2012(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(self.images[index]).float().div_(255.0)[None]
         return image, torch.from_numpy(self.masks[index]).long()
+
+
+def _offline_message(root: Path, path: str, error: DownloadError) -> str:
+    """What to do when a file cannot be fetched: the data set needs the network once, or a copied folder."""
+    base = os.environ.get(MIRROR_ENV_VAR, "").strip() or ISBI2012_URL.format(path="")
+    return (
+        f"ISBI 2012 needs the network once: its {len(ISBI2012_SHA256)} files (image/0.png … image/29.png and "
+        f"label/0.png … label/29.png, 6.5 MB) are fetched from {base} into {root}, and {path} could not be fetched "
+        f"({error.__cause__ or error}). Connect and run this again; or, on a machine that is online, fetch the "
+        f"whole folder in one command, python -c \"from unet_course import ISBI2012; ISBI2012('isbi2012', "
+        f"download=True)\", and copy that isbi2012 folder to {root}; or set ${MIRROR_ENV_VAR} to a base "
+        f"address holding isbi2012/ (file:///path/to/folder for a local copy)."
+    )
