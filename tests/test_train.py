@@ -8,7 +8,8 @@ import torch
 
 from unet_course.data import SyntheticMembranes
 from unet_course.models.unet import UNet
-from unet_course.train import History, fit, load_checkpoint, loss_weight_map, paper_augmentation, save_checkpoint
+from unet_course.train import (CheckpointError, History, fit, load_checkpoint, loss_weight_map, paper_augmentation,
+                                save_checkpoint)
 
 
 def _model(seed: int = 0) -> UNet:
@@ -56,7 +57,7 @@ def test_checkpoint_is_atomic_and_safe(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left
     assert load_checkpoint(path)["step"] == 1
     torch.save({"evil": object()}, tmp_path / "pickled.pt")
-    with pytest.raises(Exception):  # weights_only=True refuses arbitrary objects
+    with pytest.raises(CheckpointError, match="could run code"):  # weights_only=True refuses arbitrary objects
         load_checkpoint(tmp_path / "pickled.pt")
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
