@@ -1,0 +1,197 @@
+"""Mutation testing with mutmut: does the suite notice small changes to the code it runs?
+
+    python benchmarks/mutation.py                 # every target below (what `make mutation` runs; hours on 2 cores)
+    python benchmarks/mutation.py sizes hub       # some targets, by name
+    python benchmarks/mutation.py --report        # rewrite benchmarks/results/mutation.md from the stored scores
+
+mutmut changes one operator, number, string or call at a time (a *mutant*) and runs the tests
+that execute the changed function; a mutant the tests still pass is a *survivor*. Each target is
+one module (or a few functions of one, for the security paths) with only the test files that
+cover it, run in its own scratch copy under ``.mutation/<target>/`` so that the repository is
+never touched. The score is killed / (mutants − equivalent), where an equivalent mutant is one
+no test can tell apart (listed in ``EQUIVALENT`` with the reason). Each target's counts and
+survivors go to ``benchmarks/results/mutation/<target>.json``; ``mutation.md`` sums them up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # the file to mutate
+    tests: tuple[str, ...]  # the test files (or test ids) that cover it
+    functions: tuple[str, ...] = ()  # only these functions' mutants (mutmut globs); all when empty
+    wing: str = "paper"
+
+
+TARGETS = [
+    Target("sizes", "unet_course/sizes.py", ("tests/test_mutation_sizes.py", "tests/test_caught_bugs.py")),
+    Target("losses", "unet_course/losses.py", ("tests/test_losses.py",)),
+    Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py")),
+    Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py",)),
+    Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py")),
+    Target("unet", "unet_course/models/unet.py", ("tests/test_unet.py",)),
+    Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),
+    Target("metrics.pixel", "unet_course/metrics/pixel.py", ("tests/test_metrics_pixel.py",)),
+    Target("metrics.rand", "unet_course/metrics/rand.py", ("tests/test_metrics_rand.py",)),
+    Target("metrics.warping", "unet_course/metrics/warping.py", ("tests/test_metrics_warping.py",)),
+    Target("metrics.instances", "unet_course/metrics/instances.py", ("tests/test_metrics_instances.py",)),
+    Target("download", "unet_course/data/download.py", ("tests/test_data_files.py", "tests/test_mutation_security.py"),
+           wing="security"),
+    Target("hub", "unet_course/hub.py", ("tests/test_pretrained.py", "tests/test_caught_bugs.py",
+                                         "tests/test_mutation_security.py"), wing="security"),
+    Target("checkpoint loading", "unet_course/train.py",
+           ("tests/test_mutation_security.py::test_load_checkpoint_loads_tensors_and_refuses_code",
+            "tests/test_train.py::test_checkpoint_is_atomic_and_safe",
+            "tests/test_train.py::test_load_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading"),
+           ("unet_course.train.x_load_checkpoint*",), wing="security"),
+    Target("divergence check", "unet_course/train.py", ("tests/test_caught_bugs.py", "tests/test_train.py"),
+           ("unet_course.train.x\u01c1_Trainer\u01c1step*",), wing="security"),
+    Target("export tolerance", "unet_course/export.py", ("tests/test_caught_bugs.py",),
+           ("unet_course.export.x__checked*",), wing="security"),
+    Target("run files", "unet_course/runs.py", ("tests/test_refusals.py", "tests/test_mutation_security.py"),
+           wing="security"),
+]
+
+# Mutants no test can tell apart from the code, by (module, the mutated line as the diff shows it): why.
+EQUIVALENT: dict[tuple[str, str], str] = {}
+
+# What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
+CONFIG = """
+[tool.mutmut]
+source_paths = ["unet_course"]
+only_mutate = [{module!r}]
+pytest_add_cli_args_test_selection = {tests}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+process_isolation = "forkserver"
+use_git_change_detection = false
+"""
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout",
+          -24: "timeout", 152: "timeout", 255: "timeout", 34: "skipped", -11: "segfault", -9: "segfault"}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _scratch(target: Target) -> Path:
+    """A fresh copy of what the target's tests read, with the mutmut settings for this target."""
+    folder = SCRATCH / _slug(target.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    for part in ("unet_course", "tests"):
+        shutil.copytree(ROOT / part, folder / part, ignore=ignore)
+    for part in ("_config.yml", "pyproject.toml"):
+        shutil.copy(ROOT / part, folder / part)
+    tests = json.dumps(list(target.tests))
+    with open(folder / "pyproject.toml", "a") as file:
+        file.write(CONFIG.format(module=target.module, tests=tests))
+    return folder
+
+
+def _diff(folder: Path, mutant: str) -> str:
+    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=folder, capture_output=True,
+                           text=True).stdout
+    return "\n".join(line for line in shown.splitlines()[1:] if line.startswith(("-", "+")) and
+                     not line.startswith(("---", "+++")))
+
+
+def run(target: Target, max_children: int) -> dict:
+    """Run mutmut on one target and store its counts and survivors."""
+    folder = _scratch(target)
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *target.functions]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    subprocess.run(command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, check=False)
+    meta = json.loads((folder / "mutants" / f"{target.module}.meta").read_text())["exit_code_by_key"]
+    patterns = [re.compile(re.escape(glob).replace(r"\*", ".*")) for glob in target.functions]
+    codes = {name: code for name, code in meta.items() if not patterns or any(p.fullmatch(name) for p in patterns)}
+    counts: dict[str, int] = {}
+    survivors, equivalent = [], []
+    for name, code in sorted(codes.items()):
+        status = STATUS.get(code, "not checked" if code is None else "suspicious")
+        if status in ("survived", "no tests", "timeout", "suspicious"):
+            diff = _diff(folder, name)
+            added = next((line[1:].strip() for line in diff.splitlines() if line.startswith("+")), "")
+            reason = EQUIVALENT.get((target.module, added))
+            if reason is not None and status != "timeout":
+                equivalent.append({"mutant": name, "diff": diff, "reason": reason})
+                status = "equivalent"
+            elif status != "timeout":
+                survivors.append({"mutant": name, "status": status, "diff": diff})
+        counts[status] = counts.get(status, 0) + 1
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)  # a mutant that hangs the tests is caught
+    scored = sum(counts.values()) - counts.get("equivalent", 0) - counts.get("not checked", 0)
+    result = {"target": target.name, "module": target.module, "functions": list(target.functions),
+              "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
+              "scored": scored, "score": round(killed / scored, 4) if scored else None,
+              "survivors": survivors, "equivalent": equivalent}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{_slug(target.name)}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def report() -> str:
+    """``benchmarks/results/mutation.md``: one row per target measured, then every survivor and equivalent."""
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    order = {target.name: k for k, target in enumerate(TARGETS)}
+    results.sort(key=lambda r: order.get(r["target"], len(order)))
+    lines = ["# Mutation scores", "",
+             "`make mutation` (`benchmarks/mutation.py`) runs mutmut on each target with only the test files that "
+             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as killed.",
+             "", "| target | wing | module (functions) | test files | mutants | killed | survived | equivalent "
+             "| score |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        where = r["module"] + (f" ({', '.join(f.split('.')[-1] for f in r['functions'])})" if r["functions"] else "")
+        tests = ", ".join(t.removeprefix("tests/") for t in r["tests"])
+        score = "—" if r["score"] is None else f"{100 * r['score']:.1f}%"
+        lines.append(f"| {r['target']} | {r['wing']} | `{where}` | {tests} | {sum(r['counts'].values())} | "
+                     f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {score} |")
+    for r in results:
+        if r["survivors"] or r["equivalent"]:
+            lines += ["", f"## {r['target']}", ""]
+            for s in r["survivors"]:
+                lines += [f"- survived: `{s['mutant']}` ({s['status']})", "", "  ```diff",
+                          *(f"  {line}" for line in s["diff"].splitlines()), "  ```"]
+            for e in r["equivalent"]:
+                lines += [f"- equivalent: `{e['mutant']}`: {e['reason']}", "", "  ```diff",
+                          *(f"  {line}" for line in e["diff"].splitlines()), "  ```"]
+    text = "\n".join(lines) + "\n"
+    (RESULTS.parent / "mutation.md").write_text(text)
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--report"]:
+        report()
+        return 0
+    names = {_slug(name) for name in argv}
+    unknown = names - {_slug(t.name) for t in TARGETS}
+    if unknown:
+        print(f"error: no target {', '.join(sorted(unknown))}; targets: {', '.join(t.name for t in TARGETS)}",
+              file=sys.stderr)
+        return 2
+    for target in TARGETS:
+        if not names or _slug(target.name) in names:
+            r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")))
+            print(f"{r['target']}: {r['killed']}/{r['scored']} killed, {len(r['survivors'])} survived", flush=True)
+    report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
