@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ class Target:
 
 TARGETS = [
     Target("sizes", "unet_course/sizes.py", ("tests/test_mutation_sizes.py", "tests/test_caught_bugs.py")),
-    Target("losses", "unet_course/losses.py", ("tests/test_losses.py",)),
+    Target("losses", "unet_course/losses.py", ("tests/test_losses.py", "tests/test_mutation_losses.py")),
     Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py")),
     Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py",)),
     Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py")),
@@ -68,7 +69,17 @@ TARGETS = [
 ]
 
 # Mutants no test can tell apart from the code, by (module, the mutated line as the diff shows it): why.
-EQUIVALENT: dict[tuple[str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("unet_course/losses.py", "ignored = -101 if ignore_index is None else ignore_index"):
+        "without ignore_index every target is checked to be a class 0..K-1, so no negative value matches a pixel",
+    ("unet_course/losses.py", "size, target_size = tuple(logits.shape[+2:]), tuple(target.shape[-2:])"):
+        "logits are checked to be 4-D just above, where shape[2:] is shape[-2:]",
+    ("unet_course/losses.py", "loss = loss * weight_map.to(device=None, dtype=loss.dtype)"):
+        "device=None keeps the weight map where it is; it differs only with logits on a GPU and weights on the CPU, "
+        "which a CPU-only test run cannot hold",
+    ("unet_course/losses.py", "loss = loss * weight_map.to(dtype=loss.dtype)"):
+        "the same as device=None: differs only across devices, which a CPU-only test run cannot hold",
+}
 
 # What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
 CONFIG = """
@@ -104,11 +115,23 @@ def _scratch(target: Target) -> Path:
     return folder
 
 
-def _diff(folder: Path, mutant: str) -> str:
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=folder, capture_output=True,
-                           text=True).stdout
-    return "\n".join(line for line in shown.splitlines()[1:] if line.startswith(("-", "+")) and
-                     not line.startswith(("---", "+++")))
+# Diffs of many mutants from one interpreter (``mutmut show`` starts one per mutant).
+SHOW = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+print(json.dumps({name: get_diff_for_mutant(name, path=sys.argv[1]) for name in json.loads(sys.stdin.read())}))
+"""
+
+
+def _diffs(folder: Path, module: str, mutants: list[str]) -> dict[str, str]:
+    """The changed lines (``-`` and ``+``) of each mutant."""
+    if not mutants:
+        return {}
+    shown = subprocess.run([sys.executable, "-c", SHOW, module], cwd=folder, input=json.dumps(mutants),
+                           capture_output=True, text=True, check=True).stdout
+    return {name: "\n".join(line for line in diff.splitlines() if line.startswith(("-", "+")) and
+                            not line.startswith(("---", "+++")))
+            for name, diff in json.loads(shown).items()}
 
 
 def run(target: Target, max_children: int) -> dict:
@@ -122,10 +145,12 @@ def run(target: Target, max_children: int) -> dict:
     codes = {name: code for name, code in meta.items() if not patterns or any(p.fullmatch(name) for p in patterns)}
     counts: dict[str, int] = {}
     survivors, equivalent = [], []
-    for name, code in sorted(codes.items()):
-        status = STATUS.get(code, "not checked" if code is None else "suspicious")
+    statuses = {name: STATUS.get(code, "not checked" if code is None else "suspicious") for name, code in codes.items()}
+    diffs = _diffs(folder, target.module, [name for name, status in statuses.items()
+                                           if status in ("survived", "no tests", "suspicious")])
+    for name, status in sorted(statuses.items()):
         if status in ("survived", "no tests", "timeout", "suspicious"):
-            diff = _diff(folder, name)
+            diff = diffs.get(name, "")
             added = next((line[1:].strip() for line in diff.splitlines() if line.startswith("+")), "")
             reason = EQUIVALENT.get((target.module, added))
             if reason is not None and status != "timeout":
@@ -140,8 +165,15 @@ def run(target: Target, max_children: int) -> dict:
               "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
               "scored": scored, "score": round(killed / scored, 4) if scored else None,
               "survivors": survivors, "equivalent": equivalent}
+    stored = RESULTS / f"{_slug(target.name)}.json"
+    earlier = []
+    if stored.exists():
+        old = json.loads(stored.read_text())
+        earlier = old.get("history") or [{key: old[key] for key in ("killed", "scored", "tests")}]
+    result["history"] = earlier + [{"date": date.today().isoformat(), "killed": killed, "scored": scored,
+                                    "tests": list(target.tests)}]  # the first entry is the score before tests were added
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{_slug(target.name)}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    stored.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return result
 
 
@@ -153,14 +185,18 @@ def report() -> str:
     lines = ["# Mutation scores", "",
              "`make mutation` (`benchmarks/mutation.py`) runs mutmut on each target with only the test files that "
              "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as killed.",
+             "The first score is the first run on record (before the tests it prompted), the last is now.",
              "", "| target | wing | module (functions) | test files | mutants | killed | survived | equivalent "
-             "| score |", "|---|---|---|---|---|---|---|---|---|"]
+             "| first score | score |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         where = r["module"] + (f" ({', '.join(f.split('.')[-1] for f in r['functions'])})" if r["functions"] else "")
         tests = ", ".join(t.removeprefix("tests/") for t in r["tests"])
-        score = "—" if r["score"] is None else f"{100 * r['score']:.1f}%"
+        first = r["history"][0]
+        before = f"{100 * first['killed'] / first['scored']:.1f}% ({first['killed']}/{first['scored']})"
+        score = "—" if r["score"] is None else f"{100 * r['score']:.1f}% ({r['killed']}/{r['scored']})"
         lines.append(f"| {r['target']} | {r['wing']} | `{where}` | {tests} | {sum(r['counts'].values())} | "
-                     f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {score} |")
+                     f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {before} | "
+                     f"{score} |")
     for r in results:
         if r["survivors"] or r["equivalent"]:
             lines += ["", f"## {r['target']}", ""]
