@@ -44,7 +44,7 @@ TARGETS = [
     Target("losses", "unet_course/losses.py", ("tests/test_losses.py", "tests/test_mutation_losses.py")),
     Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py",
                                                "tests/test_mutation_augment.py")),
-    Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py",)),
+    Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py", "tests/test_mutation_tiling.py")),
     Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py")),
     Target("unet", "unet_course/models/unet.py", ("tests/test_unet.py",)),
     Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),
