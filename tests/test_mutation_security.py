@@ -263,3 +263,38 @@ def test_run_files_refuse_diverged_or_foreign_weights(tmp_path):
         read_checkpoint(run / "list.pt")
     rebuilt = model_from_config({"base_channels": 4, "depth": 2})
     assert (rebuilt.in_channels, rebuilt.num_classes, rebuilt.padding) == (1, 2, "valid")
+
+
+class _Payload:
+    """An object whose unpickling would run code; only a loader without weights_only builds it."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def _code_checkpoint(path: Path) -> str:
+    torch.save({"format": 1, "config": {"base_channels": 4, "depth": 2}, "model": {}, "hook": _Payload()}, path)
+    return sha256_of(path)
+
+
+def test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise(tmp_path, monkeypatch, capsys):
+    """torch lets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turn off weights_only where a call leaves it out; ours pass it."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    path = tmp_path / "code.pt"
+    digest = _code_checkpoint(path)
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_checkpoint(path)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "code.pt").write_bytes(path.read_bytes())
+    monkeypatch.setitem(PRETRAINED, "code", {"file": "code.pt", "sha256": digest, "shipped": False})
+    with pytest.raises(pickle.UnpicklingError):
+        pretrained("code", cache_dir=cache, download=False)
+    assert "unpickled" not in capsys.readouterr().out
+
+
+def test_load_checkpoint_puts_the_tensors_where_it_is_told(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model={"w": torch.arange(3.0)})
+    assert load_checkpoint(path, map_location="meta")["model"]["w"].device.type == "meta"
+    assert load_checkpoint(path)["model"]["w"].device.type == "cpu"
