@@ -3,6 +3,7 @@
     python benchmarks/mutation.py                 # every target below (what `make mutation` runs; hours on 2 cores)
     python benchmarks/mutation.py sizes hub       # some targets, by name
     python benchmarks/mutation.py --report        # rewrite benchmarks/results/mutation.md from the stored scores
+    python benchmarks/mutation.py --survivors losses   # after adding tests: run only the stored survivors again
 
 mutmut changes one operator, number, string or call at a time (a *mutant*) and runs the tests
 that execute the changed function; a mutant the tests still pass is a *survivor*. Each target is
@@ -137,10 +138,18 @@ def _diffs(folder: Path, module: str, mutants: list[str]) -> dict[str, str]:
             for name, diff in json.loads(shown).items()}
 
 
-def run(target: Target, max_children: int) -> dict:
-    """Run mutmut on one target and store its counts and survivors."""
+def run(target: Target, max_children: int, survivors_only: bool = False) -> dict:
+    """Run mutmut on one target and store its counts and survivors.
+
+    ``survivors_only``: run only the mutants the stored result lists as surviving (after tests were
+    added, with the code unchanged); the others keep their stored verdict.
+    """
+    stored = RESULTS / f"{_slug(target.name)}.json"
+    previous = json.loads(stored.read_text()) if survivors_only and stored.exists() else None
+    again = [s["mutant"] for s in previous["survivors"]] if previous else []
     folder = _scratch(target)
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *target.functions]
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
+               *(again or target.functions)]
     environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     subprocess.run(command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, check=False)
     meta = json.loads((folder / "mutants" / f"{target.module}.meta").read_text())["exit_code_by_key"]
@@ -151,6 +160,11 @@ def run(target: Target, max_children: int) -> dict:
     statuses = {name: STATUS.get(code, "not checked" if code is None else "suspicious") for name, code in codes.items()}
     diffs = _diffs(folder, target.module, [name for name, status in statuses.items()
                                            if status in ("survived", "no tests", "suspicious")])
+    if previous:  # the mutants not run again keep their verdict; equivalents are judged again by their diff
+        for name in set(statuses) - set(again):
+            statuses[name] = "killed"
+        for e in previous["equivalent"]:
+            statuses[e["mutant"]], diffs[e["mutant"]] = "survived", e["diff"]
     for name, status in sorted(statuses.items()):
         if status in ("survived", "no tests", "timeout", "suspicious"):
             diff = diffs.get(name, "")
@@ -168,7 +182,6 @@ def run(target: Target, max_children: int) -> dict:
               "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
               "scored": scored, "score": round(killed / scored, 4) if scored else None,
               "survivors": survivors, "equivalent": equivalent}
-    stored = RESULTS / f"{_slug(target.name)}.json"
     earlier = []
     if stored.exists():
         old = json.loads(stored.read_text())
@@ -218,6 +231,8 @@ def main(argv: list[str]) -> int:
     if argv == ["--report"]:
         report()
         return 0
+    survivors_only = "--survivors" in argv
+    argv = [name for name in argv if name != "--survivors"]
     names = {_slug(name) for name in argv}
     unknown = names - {_slug(t.name) for t in TARGETS}
     if unknown:
@@ -226,7 +241,7 @@ def main(argv: list[str]) -> int:
         return 2
     for target in TARGETS:
         if not names or _slug(target.name) in names:
-            r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")))
+            r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")), survivors_only=survivors_only)
             print(f"{r['target']}: {r['killed']}/{r['scored']} killed, {len(r['survivors'])} survived", flush=True)
     report()
     return 0
