@@ -121,3 +121,23 @@ def _accepts(size: int, rule) -> bool:
         return check_tile_size(size, rule) == size
     except ValueError:
         return False
+
+
+class Coarse(nn.Module):
+    """A model whose valid sides are the multiples of 96, with a margin of ``margin`` px."""
+
+    def __init__(self, margin: int):
+        super().__init__()
+        self.margin = margin
+
+    def valid_input_size(self, size):
+        return -(-size // 96) * 96
+
+    def nearest_valid_sizes(self, size):
+        return (size // 96 * 96 or None), self.valid_input_size(size)
+
+
+def test_the_default_tiles_are_the_models_valid_sizes_nearest_572_and_512():
+    assert prediction_tile_size(Coarse(margin=0), 10, 10) == 576  # 512 is not one of its sizes
+    assert prediction_tile_size(Coarse(margin=8), 2000, 2000) == 576  # nor is 572
+    assert prediction_tile_size(Coarse(margin=8), 60, 60) == 96  # a small image: one tile covers it
