@@ -194,7 +194,7 @@ def run(target: Target, max_children: int, survivors_only: bool = False) -> dict
         old = json.loads(stored.read_text())
         earlier = old.get("history") or [{key: old[key] for key in ("killed", "scored", "tests")}]
     result["history"] = earlier + [{"date": date.today().isoformat(), "killed": killed, "scored": scored,
-                                    "tests": list(target.tests)}]  # the first entry is the score before tests were added
+                                    "tests": list(target.tests)}]  # the first: the score before tests were added
     RESULTS.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return result
@@ -207,7 +207,8 @@ def report() -> str:
     results.sort(key=lambda r: order.get(r["target"], len(order)))
     lines = ["# Mutation scores", "",
              "`make mutation` (`benchmarks/mutation.py`) runs mutmut on each target with only the test files that "
-             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as killed.",
+             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as "
+             "killed.",
              "The first score is the first run on record (before the tests it prompted), the last is now.",
              "", "| target | wing | module (functions) | test files | mutants | killed | survived | equivalent "
              "| first score | score |", "|---|---|---|---|---|---|---|---|---|---|"]

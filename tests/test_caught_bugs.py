@@ -49,7 +49,7 @@ def test_training_tile_size_takes_a_tile_as_large_as_the_image():
 
 
 def test_tile_stream_draws_each_tile_from_its_own_number():
-    """The same item gives another crop and augmentation at every tile number (every epoch), the same at the same one."""
+    """An item gets another crop and augmentation at every tile number (every epoch), the same at the same one."""
     image, mask = torch.rand(1, 96, 96), torch.zeros(96, 96, dtype=torch.long)
     stream = TileStream(lambda index: (image, mask, torch.ones(96, 96)), 40, seed=7)
     draws = [stream[tile, 0] for tile in range(6)]

@@ -78,7 +78,8 @@ def two_processes(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_two_processes_take_the_steps_of_one_process_with_their_whole_batch(two_processes):
     folder, (first, second) = two_processes
-    alone = fit(_model(), DATA, DATA, num_workers=0, progress=False, **RUN | {"batch_size": WORLD_SIZE * RUN["batch_size"]})
+    whole_batch = {"batch_size": WORLD_SIZE * RUN["batch_size"]}
+    alone = fit(_model(), DATA, DATA, num_workers=0, progress=False, **RUN | whole_batch)
     assert first["loss"] == second["loss"] and first["val_loss"] == second["val_loss"]
     assert first["loss"] == pytest.approx(alone.loss, rel=1e-5)
     assert first["val_loss"] == pytest.approx(alone.val_loss, rel=1e-5)

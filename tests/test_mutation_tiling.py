@@ -44,7 +44,8 @@ def _z(*shape):
 
 CASES = [
     ("negative pad", lambda: mirror_pad(_z(1, 4, 4), -1), "pad widths must be >= 0 pixels, got -1"),
-    ("one negative side", lambda: mirror_pad(_z(1, 4, 4), (0, 0, 0, -2)), "pad widths must be >= 0 pixels, got (0, 0, 0, -2)"),
+    ("one negative side", lambda: mirror_pad(_z(1, 4, 4), (0, 0, 0, -2)),
+     "pad widths must be >= 0 pixels, got (0, 0, 0, -2)"),
     ("(H, W) image", lambda: predict_tiled(MODEL, _z(8, 8)),
      "image must be (N, C, H, W) or (C, H, W), got shape (8, 8); for a grayscale (H, W) image pass image[None]."),
     ("activation", lambda: predict_tiled(MODEL, _z(1, 8, 8), activation="relu"),

@@ -50,7 +50,8 @@ def test_the_elastic_transform_defaults_are_the_papers():
     torch.manual_seed(5)
     default = transform(image)
     torch.manual_seed(5)  # the transform draws from torch's global generator, as every v2 transform does
-    paper = elastic_deform(image[None].as_subclass(torch.Tensor), displacement=random_displacement(1, 3, 10.0)).images[0]
+    grid = random_displacement(1, 3, 10.0)
+    paper = elastic_deform(image[None].as_subclass(torch.Tensor), displacement=grid).images[0]
     assert torch.equal(default.as_subclass(torch.Tensor), paper)
     torch.manual_seed(5)
     assert not torch.equal(ElasticDeformation(elastic_sigma=5.0)(image), default)
