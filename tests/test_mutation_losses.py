@@ -136,3 +136,10 @@ def test_crop_cuts_one_side_when_only_that_side_differs():
         target = torch.randint(0, 3, shape, generator=torch.Generator().manual_seed(3))
         assert torch.allclose(weighted_cross_entropy(logits, target, crop=True),
                               weighted_cross_entropy(logits, target[window]))
+
+
+def test_crop_compares_each_side_with_its_own():
+    logits = torch.randn(1, 2, 4, 6, generator=torch.Generator().manual_seed(4))  # wider than the target is high
+    target = torch.randint(0, 2, (1, 5, 8), generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(weighted_cross_entropy(logits, target, crop=True),
+                          weighted_cross_entropy(logits, target[:, :4, 1:7]))

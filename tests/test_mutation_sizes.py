@@ -141,3 +141,12 @@ def test_the_default_tiles_are_the_models_valid_sizes_nearest_572_and_512():
     assert prediction_tile_size(Coarse(margin=0), 10, 10) == 576  # 512 is not one of its sizes
     assert prediction_tile_size(Coarse(margin=8), 2000, 2000) == 576  # nor is 572
     assert prediction_tile_size(Coarse(margin=8), 60, 60) == 96  # a small image: one tile covers it
+
+
+def test_a_depth_given_as_a_number_is_that_depth():
+    with pytest.raises(ValueError) as raised:
+        check_tile_size(10, 2)
+    assert str(raised.value) == ("tile_size 10 is not a valid input size for a U-Net of depth 2; nearest valid sizes: "
+                                 "44 (output 4) (none is smaller)")
+    with pytest.raises(ValueError, match=r"depth 3; nearest valid sizes: 92 \(output 4\) and 100 \(output 12\)$"):
+        check_tile_size(96, 3)
