@@ -80,9 +80,40 @@ def _served(tmp_path: Path, payload: bytes) -> str:
 def test_download_needs_exactly_one_checksum(tmp_path):
     url = _served(tmp_path, b"x")
     for kwargs in ({}, {"sha256": "0" * 64, "size_md5": (1, "0")}):
-        with pytest.raises(ValueError, match=r"^give exactly one checksum: sha256='…' or size_md5="):
+        with pytest.raises(ValueError, match=r"^give exactly one checksum: sha256='…' or size_md5=\(size, 'md5 of "
+                                             r"first MiB'\)$"):
             download_file(url, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+class _Reads:
+    """Records the size of every read: files are streamed, never read whole into memory."""
+
+    def __init__(self, payload: bytes, sizes: list):
+        self.stream, self.sizes = io.BytesIO(payload), sizes
+
+    def read(self, size=-1):
+        self.sizes.append(size)
+        return self.stream.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_downloads_and_hashes_are_streamed_in_chunks(tmp_path, monkeypatch):
+    import unet_course.data.download as download
+
+    payload = bytes(range(256)) * (2 * CHUNK // 256 + 1)
+    digest = hashlib.sha256(payload).hexdigest()
+    fetched, hashed = [], []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Reads(payload, fetched))
+    monkeypatch.setattr(download, "open", lambda path, mode: _Reads(Path(path).read_bytes(), hashed), raising=False)
+    download_file("https://example.invalid/f.bin", tmp_path / "f.bin", digest)
+    assert (tmp_path / "f.bin").read_bytes() == payload
+    assert fetched and set(fetched) == {CHUNK} and hashed and set(hashed) == {CHUNK}
 
 
 def test_a_verified_file_is_not_fetched_again_and_a_wrong_one_is(tmp_path, monkeypatch):
