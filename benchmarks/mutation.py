@@ -60,7 +60,8 @@ TARGETS = [
                                          "tests/test_mutation_security.py"), wing="security"),
     Target("checkpoint loading", "unet_course/train.py",
            ("tests/test_mutation_security.py::test_load_checkpoint_loads_tensors_and_refuses_code",
-            "tests/test_mutation_security.py::test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise",
+            "tests/test_mutation_security.py::"
+            "test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise",
             "tests/test_mutation_security.py::test_load_checkpoint_puts_the_tensors_where_it_is_told",
             "tests/test_train.py::test_checkpoint_is_atomic_and_safe",
             "tests/test_train.py::test_load_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading"),
