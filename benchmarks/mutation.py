@@ -91,6 +91,14 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "which a CPU-only test run cannot hold",
     ("unet_course/losses.py", "loss = loss * weight_map.to(dtype=loss.dtype)"):
         "the same as device=None: differs only across devices, which a CPU-only test run cannot hold",
+    ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=False)"):
+        "zeroed gradients instead of None: SGD makes the same update for every parameter that gets a gradient, and "
+        "one that never gets one keeps None either way; only memory differs",
+    ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=None)"):
+        "None is falsy: the same as set_to_none=False (see there)",
+    ("unet_course/train.py", "images, masks, weight_maps = (t.to(None) for t in batch)"):
+        "moves nothing; differs only when the batch and the model are on different devices, which a CPU-only test "
+        "run cannot hold",
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }
@@ -99,6 +107,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 CONFIG = """
 [tool.mutmut]
 source_paths = ["unet_course"]
+also_copy = ["_config.yml", "book"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
@@ -119,7 +128,7 @@ def _scratch(target: Target) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    for part in ("unet_course", "tests"):
+    for part in ("unet_course", "tests", "book"):
         shutil.copytree(ROOT / part, folder / part, ignore=ignore)
     for part in ("_config.yml", "pyproject.toml"):
         shutil.copy(ROOT / part, folder / part)
@@ -161,7 +170,12 @@ def run(target: Target, max_children: int, survivors_only: bool = False) -> dict
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
                *(again or target.functions)]
     environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    subprocess.run(command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, check=False)
+    with open(folder / "mutmut.log", "w") as log:
+        done = subprocess.run(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = (folder / "mutmut.log").read_text(errors="replace").replace("\r", "\n").splitlines()[-5:]
+        raise RuntimeError(f"mutmut failed on {target.name} (exit {done.returncode}): {' / '.join(tail)}; the whole "
+                           f"log is {folder / 'mutmut.log'}")
     meta = json.loads((folder / "mutants" / f"{target.module}.meta").read_text())["exit_code_by_key"]
     patterns = [re.compile(re.escape(glob).replace(r"\*", ".*")) for glob in target.functions]
     codes = {name: code for name, code in meta.items() if not patterns or any(p.fullmatch(name) for p in patterns)}
@@ -219,7 +233,8 @@ def report() -> str:
         where = r["module"] + (f" ({', '.join(f.split('.')[-1] for f in r['functions'])})" if r["functions"] else "")
         tests = ", ".join(t.removeprefix("tests/") for t in r["tests"])
         first = (r.get("history") or [r])[0]
-        before = f"{100 * first['killed'] / first['scored']:.1f}% ({first['killed']}/{first['scored']})"
+        before = f"{100 * first['killed'] / first['scored']:.1f}% ({first['killed']}/{first['scored']})" \
+            if first["scored"] else "—"
         score = "—" if r["score"] is None else f"{100 * r['score']:.1f}% ({r['killed']}/{r['scored']})"
         lines.append(f"| {r['target']} | {r['wing']} | `{where}` | {tests} | {sum(r['counts'].values())} | "
                      f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {before} | "
@@ -250,12 +265,19 @@ def main(argv: list[str]) -> int:
         print(f"error: no target {', '.join(sorted(unknown))}; targets: {', '.join(t.name for t in TARGETS)}",
               file=sys.stderr)
         return 2
+    failed = []
     for target in TARGETS:
         if not names or _slug(target.name) in names:
-            r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")), survivors_only=survivors_only)
+            try:
+                r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")),
+                        survivors_only=survivors_only)
+            except RuntimeError as error:  # the other targets still run
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                failed.append(target.name)
+                continue
             print(f"{r['target']}: {r['killed']}/{r['scored']} killed, {len(r['survivors'])} survived", flush=True)
     report()
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
