@@ -4,6 +4,7 @@
     python benchmarks/mutation.py sizes hub       # some targets, by name
     python benchmarks/mutation.py --report        # rewrite benchmarks/results/mutation.md from the stored scores
     python benchmarks/mutation.py --survivors losses   # after adding tests: run only the stored survivors again
+    python benchmarks/mutation.py --collect augment    # score a run stopped early (unchecked mutants left out)
 
 mutmut changes one operator, number, string or call at a time (a *mutant*) and runs the tests
 that execute the changed function; a mutant the tests still pass is a *survivor*. Each target is
@@ -107,7 +108,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 CONFIG = """
 [tool.mutmut]
 source_paths = ["unet_course"]
-also_copy = ["_config.yml", "book"]
+also_copy = ["_config.yml", "book", "benchmarks"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
@@ -128,7 +129,7 @@ def _scratch(target: Target) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    for part in ("unet_course", "tests", "book"):
+    for part in ("unet_course", "tests", "book", "benchmarks"):
         shutil.copytree(ROOT / part, folder / part, ignore=ignore)
     for part in ("_config.yml", "pyproject.toml"):
         shutil.copy(ROOT / part, folder / part)
@@ -176,6 +177,16 @@ def run(target: Target, max_children: int, survivors_only: bool = False) -> dict
         tail = (folder / "mutmut.log").read_text(errors="replace").replace("\r", "\n").splitlines()[-5:]
         raise RuntimeError(f"mutmut failed on {target.name} (exit {done.returncode}): {' / '.join(tail)}; the whole "
                            f"log is {folder / 'mutmut.log'}")
+    return collect(target, previous, again)
+
+
+def collect(target: Target, previous: dict | None = None, again: list[str] = ()) -> dict:
+    """Score what mutmut has checked so far in the target's scratch copy and store it.
+
+    Mutants not checked yet (a run stopped early: ``--collect``) are left out of the score.
+    """
+    folder = SCRATCH / _slug(target.name)
+    stored = RESULTS / f"{_slug(target.name)}.json"
     meta = json.loads((folder / "mutants" / f"{target.module}.meta").read_text())["exit_code_by_key"]
     patterns = [re.compile(re.escape(glob).replace(r"\*", ".*")) for glob in target.functions]
     codes = {name: code for name, code in meta.items() if not patterns or any(p.fullmatch(name) for p in patterns)}
@@ -257,8 +268,8 @@ def main(argv: list[str]) -> int:
     if argv == ["--report"]:
         report()
         return 0
-    survivors_only = "--survivors" in argv
-    argv = [name for name in argv if name != "--survivors"]
+    survivors_only, collect_only = "--survivors" in argv, "--collect" in argv
+    argv = [name for name in argv if name not in ("--survivors", "--collect")]
     names = {_slug(name) for name in argv}
     unknown = names - {_slug(t.name) for t in TARGETS}
     if unknown:
@@ -269,8 +280,8 @@ def main(argv: list[str]) -> int:
     for target in TARGETS:
         if not names or _slug(target.name) in names:
             try:
-                r = run(target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")),
-                        survivors_only=survivors_only)
+                r = collect(target) if collect_only else run(
+                    target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")), survivors_only=survivors_only)
             except RuntimeError as error:  # the other targets still run
                 print(f"error: {error}", file=sys.stderr, flush=True)
                 failed.append(target.name)
