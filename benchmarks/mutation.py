@@ -92,6 +92,16 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "which a CPU-only test run cannot hold",
     ("unet_course/losses.py", "loss = loss * weight_map.to(dtype=loss.dtype)"):
         "the same as device=None: differs only across devices, which a CPU-only test run cannot hold",
+    ("unet_course/augment.py", 'return {"XXsampling_gridXX": None}'):
+        "without a tensor among the inputs torchvision calls transform on none of them, so the key is never read",
+    ("unet_course/augment.py", 'return {"SAMPLING_GRID": None}'):
+        "without a tensor among the inputs torchvision calls transform on none of them, so the key is never read",
+    ("unet_course/augment.py", "coarse = random_displacement(1, self.grid, self.elastic_sigma).to(None)"):
+        "moves nothing; differs only for inputs on a GPU, which a CPU-only test run cannot hold",
+    ("unet_course/tiling.py", "return torch.rot90(x, turns, dims=(+2, -1))"):
+        "tiles are always (B, C, T, T) here, where dimension 2 is dimension -2",
+    ("unet_course/tiling.py", "x = torch.rot90(x, -turns, dims=(+2, -1))"):
+        "outputs are always (B, K, t, t) here, where dimension 2 is dimension -2",
     ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of None: SGD makes the same update for every parameter that gets a gradient, and "
         "one that never gets one keeps None either way; only memory differs",
