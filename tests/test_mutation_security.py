@@ -342,3 +342,8 @@ def test_the_shipped_network_is_the_default_and_loads_offline(monkeypatch):
     assert pretrained_config() == pretrained_config("isbi2012-cpu")
     model = pretrained()
     assert model.base_channels == pretrained_config()["base_channels"] and not model.training
+
+
+def test_a_mirror_address_keeps_its_own_letters(monkeypatch):
+    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", "https://mirror.example/BOX/")
+    assert weights_url("isbi2012-cpu") == f"https://mirror.example/BOX/{PRETRAINED['isbi2012-cpu']['file']}"

@@ -119,3 +119,48 @@ def test_an_output_wrong_in_one_side_only_is_refused():
     with pytest.raises(ValueError, match=r"^the model mapped a 16-px tile to \(14, 13\), expected 14 px per side "
                                          r"\(margin 1\)\.$"):
         predict_tiled(Narrower(), _z(1, 8, 8), tile_size=16)
+
+
+@pytest.mark.parametrize("pad", [(-1, 0, 0, 0), (0, -1, 0, 0), (0, 0, -1, 0)])
+def test_every_side_of_the_padding_is_checked(pad):
+    with pytest.raises(ValueError, match=re.escape(f"pad widths must be >= 0 pixels, got {pad}")):
+        mirror_pad(_z(1, 4, 4), pad)
+
+
+def test_mirror_pad_of_a_channel_first_image_that_is_not_square():
+    image = torch.arange(24.0).reshape(1, 4, 6)
+    expected = torch.nn.functional.pad(image[None], (2, 1, 3, 2), mode="reflect")[0]
+    assert torch.equal(mirror_pad(image, (2, 1, 3, 2)), expected)
+
+
+class Counting(nn.Module):
+    """A same-size 1×1 convolution that counts the tiles it is shown."""
+
+    margin = 0
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.tiles = nn.Conv2d(1, 2, 1), 0
+
+    def forward(self, x):
+        self.tiles += x.shape[0]
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("height, width, tiles", [(20, 20, 1), (21, 20, 2), (40, 41, 6), (1, 1, 1)])
+def test_just_enough_tiles_cover_the_image(height, width, tiles):
+    valid = UNet(base_channels=2, depth=2)  # a 60-px tile predicts 20 × 20
+    seen = []
+    handle = valid.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    predict_tiled(valid, torch.rand(1, height, width), tile_size=60)
+    handle.remove()
+    assert sum(seen) == tiles
+
+
+def test_tiles_that_move_by_one_pixel_are_allowed():
+    model = Counting()
+    image = torch.rand(1, 3, 3)
+    out = predict_tiled(model, image, tile_size=3, context=1)  # one output pixel per tile
+    with torch.no_grad():
+        whole = model.conv(image[None]).softmax(1)[0]
+    assert model.tiles == 9 and torch.allclose(out, whole, atol=1e-6)
