@@ -127,7 +127,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
     ('unet_course/augment.py', 'grid = torch.empty(field.shape[0], height, width, 2, device=None, dtype=field.dtype)'):
         "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
-    ('unet_course/augment.py', 'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, device=None)'):
+    ('unet_course/augment.py',
+     'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, device=None)'):
         "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
     ('unet_course/augment.py', 'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, )'):
         "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
