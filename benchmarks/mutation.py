@@ -251,7 +251,7 @@ def collect(target: Target, previous: dict | None = None, again: list[str] = ())
                                            if status in ("survived", "no tests", "suspicious")])
     if previous:  # the mutants not run again keep their verdict; equivalents are judged again by their diff
         for name in set(statuses) - set(again):
-            statuses[name] = "killed"
+            statuses[name] = "not checked" if name in previous.get("unchecked", ()) else "killed"
         for e in previous["equivalent"]:
             statuses[e["mutant"]], diffs[e["mutant"]] = "survived", e["diff"]
     for name, status in sorted(statuses.items()):
@@ -270,7 +270,8 @@ def collect(target: Target, previous: dict | None = None, again: list[str] = ())
     result = {"target": target.name, "module": target.module, "functions": list(target.functions),
               "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
               "scored": scored, "score": round(killed / scored, 4) if scored else None,
-              "survivors": survivors, "equivalent": equivalent}
+              "survivors": survivors, "equivalent": equivalent,
+              "unchecked": sorted(name for name, status in statuses.items() if status == "not checked")}
     earlier = []
     if stored.exists():
         old = json.loads(stored.read_text())
