@@ -145,3 +145,11 @@ def test_random_displacement_lands_on_the_device_asked_for():
     generator = torch.Generator().manual_seed(0)
     drawn = random_displacement(2, generator=generator, device="meta")
     assert drawn.device.type == "meta"  # drawn on the generator's CPU, then moved
+
+
+def test_float64_images_with_masks_and_weight_maps_share_one_grid():
+    images = torch.rand(1, 1, 20, 24, dtype=torch.float64)
+    masks, weights = torch.randint(0, 3, (1, 20, 24)), torch.rand(1, 20, 24)
+    out = elastic_deform(images, masks, weights, generator=torch.Generator().manual_seed(0))
+    assert (out.images.dtype, out.masks.dtype, out.weight_maps.dtype) == (torch.float64, torch.int64, torch.float32)
+    assert set(out.masks.unique().tolist()) <= {0, 1, 2}
