@@ -14,7 +14,7 @@ export UNET_COURSE_DATA
 # Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
-.PHONY: help install browser js book test execute setup-cells colab bench weights clean
+.PHONY: help install browser js book test execute setup-cells colab bench weights mutation clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
@@ -24,6 +24,7 @@ help:
 	@echo "make weights  retrain every published checkpoint (cpu budget, ~15 min) and print its SHA-256"
 	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml (and the Colab copies)"
 	@echo "make colab    rewrite book/colab/, the plain-Markdown copies of the chapters that Colab opens"
+	@echo "make mutation  mutation scores per module into benchmarks/results/mutation.md (hours; not part of make test)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -86,5 +87,11 @@ weights: $(STAMP)
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python "$$script" || exit 1; done
 
+# Mutation testing (mutmut): each module against only the test files that cover it, in scratch copies under
+# .mutation/; `make mutation TARGETS="sizes hub"` runs some. Slow (hours on 2 cores), so not part of `make test`.
+TARGETS ?=
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 nice -n 15 $(BIN)/python benchmarks/mutation.py $(TARGETS)
+
 clean:
-	rm -rf _build
+	rm -rf _build .mutation

@@ -22,7 +22,7 @@ from unet_course.train import fit
 
 WORLD_SIZE = 2
 DATA = SyntheticCells(3, 64, seed=0)
-RUN = dict(steps=4, tile_size=60, device="cpu", seed=3, eval_every=2)
+RUN = dict(steps=4, tile_size=60, device="cpu", seed=3, eval_every=2, batch_size=2)  # 2 tiles per process and step
 CLI = ["train", "--data", "synthetic-cells", "--base-channels", "4", "--depth", "2", "--tile-size", "60", "--steps",
        "2", "--images", "3", "--image-size", "64", "--held-out", "1", "--device", "cpu", "--quiet"]
 
@@ -80,7 +80,8 @@ def two_processes(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_two_processes_take_the_steps_of_one_process_with_their_whole_batch(two_processes):
     folder, (first, second) = two_processes
-    alone = fit(_model(), DATA, DATA, batch_size=WORLD_SIZE, num_workers=0, progress=False, **RUN)
+    whole_batch = {"batch_size": WORLD_SIZE * RUN["batch_size"]}
+    alone = fit(_model(), DATA, DATA, num_workers=0, progress=False, **RUN | whole_batch)
     assert first["loss"] == second["loss"] and first["val_loss"] == second["val_loss"]
     assert first["loss"] == pytest.approx(alone.loss, rel=1e-5)
     assert first["val_loss"] == pytest.approx(alone.val_loss, rel=1e-5)

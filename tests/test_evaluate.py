@@ -97,6 +97,20 @@ def test_cli_writes_csv_json_and_a_self_contained_page(tiny_run, slices, tmp_pat
     page.feed((out / "report.html").read_text())
     assert "table" in page.tags and not page.links
     assert len(page.sources) >= 3 and all(src.startswith("data:image/png;base64,") for src in page.sources)
+    # the run's stored threshold is the one applied: stored at the swept cut farthest in pixel error from 0.5
+    sweep = summary["threshold_sweep"]
+    at_half = sweep["pixel"][sweep["threshold"].index(0.5)]
+    far = max(range(len(sweep["threshold"])), key=lambda k: abs(sweep["pixel"][k] - at_half))
+    assert abs(sweep["pixel"][far] - at_half) > 0.05
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps(config | {"threshold": sweep["threshold"][far]}))
+    assert main(["evaluate", str(run), str(slices / "images"), str(slices / "masks"), "--out", str(tmp_path / "cut"),
+                 "--quiet"]) == 0
+    cut = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert cut["threshold"] == sweep["threshold"][far]
+    assert cut["overall"]["pixel_error"] == pytest.approx(sweep["pixel"][far], rel=1e-6)
 
 
 def test_report_refuses_to_replace_without_overwrite(report, tmp_path):

@@ -29,7 +29,9 @@ def test_the_size_rule_is_the_models():
 
     model = UNet(base_channels=2, depth=4)
     smallest, step = size_rule(model)
-    assert (smallest, step) == (model.nearest_valid_sizes(1)[1], model.downsampling_factor)
+    # the paper's depth: 188 → 4 px out is the smallest tile (172 would leave nothing), then every 16 px
+    assert (smallest, step) == (188, 16) and model.output_size(188) == 4
+    assert size_rule(UNet(base_channels=2, depth=2)) == (44, 4)
     assert all(model.valid_input_size(smallest + k * step) == smallest + k * step for k in range(4))
     assert model.valid_input_size(smallest + 1) == smallest + step
 

@@ -9,7 +9,7 @@ import torch
 from unet_course.data import SyntheticMembranes
 from unet_course.models.unet import UNet
 from unet_course.batches import loss_weight_map, paper_augmentation
-from unet_course.runs import History, read_checkpoint, write_checkpoint
+from unet_course.runs import History, RunError, read_checkpoint, write_checkpoint
 from unet_course.train import fit
 
 
@@ -58,7 +58,7 @@ def test_checkpoint_is_atomic_and_safe(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left
     assert read_checkpoint(path)["step"] == 1
     torch.save({"evil": object()}, tmp_path / "pickled.pt")
-    with pytest.raises(Exception):  # weights_only=True refuses arbitrary objects
+    with pytest.raises(RunError, match="could run code"):  # weights_only=True refuses arbitrary objects
         read_checkpoint(tmp_path / "pickled.pt")
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         read_checkpoint(tmp_path / "absent.pt")

@@ -85,7 +85,8 @@ def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dic
             raise DownloadError(f"{error} Offline, download {entry['file']} elsewhere and copy it to {path}, "
                                 f"or use the shipped 'isbi2012-cpu'.") from None
     elif not (path.exists() and sha256_of(path) == entry["sha256"]):
-        raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
+        what = "does not match its SHA-256" if path.exists() else "is missing"
+        raise FileNotFoundError(f"{path} {what}; call pretrained({name!r}, download=True) or copy "
                                 f"{weights_url(name)} there")
     return read_checkpoint(path)
 

@@ -1,0 +1,407 @@
+"""Mutation testing with mutmut: does the suite notice small changes to the code it runs?
+
+    python benchmarks/mutation.py                 # every target below (what `make mutation` runs; hours on 2 cores)
+    python benchmarks/mutation.py sizes hub       # some targets, by name
+    python benchmarks/mutation.py --report        # rewrite benchmarks/results/mutation.md from the stored scores
+    python benchmarks/mutation.py --survivors losses   # after adding tests: run only the stored survivors again
+    python benchmarks/mutation.py --collect augment    # score a run stopped early (unchecked mutants left out)
+
+mutmut changes one operator, number, string or call at a time (a *mutant*) and runs the tests
+that execute the changed function; a mutant the tests still pass is a *survivor*. Each target is
+one module (or a few functions of one, for the security paths) with only the test files that
+cover it, run in its own scratch copy under ``.mutation/<target>/`` so that the repository is
+never touched. The score is killed / (mutants − equivalent), where an equivalent mutant is one
+no test can tell apart (listed in ``EQUIVALENT`` with the reason). Each target's counts and
+survivors go to ``benchmarks/results/mutation/<target>.json``; ``mutation.md`` sums them up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # the file to mutate
+    tests: tuple[str, ...]  # the test files (or test ids) that cover it
+    functions: tuple[str, ...] = ()  # only these functions' mutants (mutmut globs); all when empty
+    wing: str = "paper"
+
+
+TARGETS = [
+    Target("sizes", "unet_course/sizes.py", ("tests/test_mutation_sizes.py", "tests/test_caught_bugs.py")),
+    Target("losses", "unet_course/losses.py", ("tests/test_losses.py", "tests/test_mutation_losses.py")),
+    Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py",
+                                               "tests/test_mutation_augment.py")),
+    Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py", "tests/test_mutation_tiling.py")),
+    Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py",
+                                                   "tests/test_mutation_weights.py")),
+    Target("unet", "unet_course/models/unet.py", ("tests/test_unet.py",)),
+    Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),
+    Target("metrics.pixel", "unet_course/metrics/pixel.py", ("tests/test_metrics_pixel.py",)),
+    Target("metrics.rand", "unet_course/metrics/rand.py", ("tests/test_metrics_rand.py",)),
+    Target("metrics.warping", "unet_course/metrics/warping.py", ("tests/test_metrics_warping.py",)),
+    Target("metrics.instances", "unet_course/metrics/instances.py", ("tests/test_metrics_instances.py",)),
+    Target("download", "unet_course/data/download.py", ("tests/test_data_files.py", "tests/test_mutation_security.py"),
+           wing="security"),
+    Target("hub", "unet_course/hub.py", ("tests/test_pretrained.py", "tests/test_caught_bugs.py",
+                                         "tests/test_mutation_security.py"), wing="security"),
+    Target("checkpoint loading", "unet_course/runs.py",
+           ("tests/test_mutation_security.py::test_load_checkpoint_loads_tensors_and_refuses_code",
+            "tests/test_mutation_security.py::"
+            "test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise",
+            "tests/test_mutation_security.py::test_load_checkpoint_puts_the_tensors_where_it_is_told",
+            "tests/test_train.py::test_checkpoint_is_atomic_and_safe",
+            "tests/test_train.py::test_read_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading"),
+           ("unet_course.runs.x_read_checkpoint*",), wing="security"),
+    Target("divergence check", "unet_course/train.py",
+           ("tests/test_caught_bugs.py::test_an_infinite_loss_stops_training_before_the_update",
+            "tests/test_mutation_training_step.py", "tests/test_train.py::test_loss_falls_on_an_easy_problem",
+            "tests/test_train.py::test_resume_continues_exactly",
+            "tests/test_train.py::test_a_custom_loss_gets_the_cropped_target_and_weight_map",
+            "tests/test_train.py::test_a_loss_that_cannot_take_the_crop_is_explained",
+            "tests/test_refusals.py::test_library_refusal"),
+           ("unet_course.train.x\u01c1_Trainer\u01c1step*",), wing="security"),
+    Target("export tolerance", "unet_course/export.py", ("tests/test_caught_bugs.py",),
+           ("unet_course.export.x__checked*",), wing="security"),
+    Target("run files", "unet_course/runs.py", ("tests/test_refusals.py", "tests/test_mutation_security.py"),
+           wing="security"),
+]
+
+# Mutants no test can tell apart from the code, by (module, the mutated line as the diff shows it): why.
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("unet_course/losses.py", "ignored = -101 if ignore_index is None else ignore_index"):
+        "without ignore_index every target is checked to be a class 0..K-1, so no negative value matches a pixel",
+    ("unet_course/losses.py", "size, target_size = tuple(logits.shape[+2:]), tuple(target.shape[-2:])"):
+        "logits are checked to be 4-D just above, where shape[2:] is shape[-2:]",
+    ("unet_course/losses.py", "loss = loss * weight_map.to(device=None, dtype=loss.dtype)"):
+        "device=None keeps the weight map where it is; it differs only with logits on a GPU and weights on the CPU, "
+        "which a CPU-only test run cannot hold",
+    ("unet_course/losses.py", "loss = loss * weight_map.to(dtype=loss.dtype)"):
+        "the same as device=None: differs only across devices, which a CPU-only test run cannot hold",
+    ("unet_course/augment.py", 'return {"XXsampling_gridXX": None}'):
+        "without a tensor among the inputs torchvision calls transform on none of them, so the key is never read",
+    ("unet_course/augment.py", 'return {"SAMPLING_GRID": None}'):
+        "without a tensor among the inputs torchvision calls transform on none of them, so the key is never read",
+    ("unet_course/augment.py", "coarse = random_displacement(1, self.grid, self.elastic_sigma).to(None)"):
+        "moves nothing; differs only for inputs on a GPU, which a CPU-only test run cannot hold",
+    ("unet_course/augment.py", "if sampling_grid is None and not isinstance(inpt, torch.Tensor):"):
+        "torchvision passes only tensors (and PIL images, refused earlier) to transform, so the second test is "
+        "always false and `or` and `and` agree",
+    ("unet_course/augment.py",
+     "return tv_tensors.wrap(out, like=inpt) if (isinstance(inpt, tv_tensors.TVTensor)) or True else out"):
+        "wrapping a plain tensor like a plain tensor returns it as a plain tensor",
+    ("unet_course/tiling.py", "positions = torch.arange(-before, length + after, device=None)"):
+        "the indices are made on the CPU either way in a CPU-only test run; differs only for images on a GPU",
+    ("unet_course/tiling.py", "positions = torch.arange(-before, length + after, )"):
+        "the indices are made on the CPU either way in a CPU-only test run; differs only for images on a GPU",
+    ("unet_course/tiling.py", "if outputs.shape[-1] != expected or outputs.shape[+2] != expected:"):
+        "outputs are always (B, K, h, w) here, where dimension 2 is dimension -2",
+    ("unet_course/tiling.py",
+     'raise ValueError(f"the model mapped a {tile_size}-px tile to {tuple(outputs.shape[+2:])}, "'):
+        "outputs are always (B, K, h, w) here, where shape[2:] is shape[-2:]",
+    ("unet_course/tiling.py", "return torch.rot90(x, turns, dims=(+2, -1))"):
+        "tiles are always (B, C, T, T) here, where dimension 2 is dimension -2",
+    ("unet_course/tiling.py", "x = torch.rot90(x, -turns, dims=(+2, -1))"):
+        "outputs are always (B, K, t, t) here, where dimension 2 is dimension -2",
+    ('unet_course/augment.py', 'ys = torch.linspace(-1, 1, height, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'ys = torch.linspace(-1, 1, height, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'xs = torch.linspace(-1, 1, width, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'xs = torch.linspace(-1, 1, width, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'grid = torch.empty(field.shape[0], height, width, 2, device=None, dtype=field.dtype)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py',
+     'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, device=None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'displacement = random_displacement(n, grid, elastic_sigma, generator=generator, )'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'field = displacement_field(displacement.to(None, work_dtype), (height, width))'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/augment.py', 'field = displacement_field(displacement.to(work_dtype), (height, width))'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/tiling.py', 'rows = _reflect_indices(image.shape[-2], top, bottom, None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/tiling.py', 'cols = _reflect_indices(image.shape[-1], left, right, None)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/hub.py', 'return torch.load(path, map_location=None, weights_only=True)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ('unet_course/hub.py', 'return torch.load(path, weights_only=True)'):
+        "moves nothing in a CPU-only test run; differs only for tensors on a GPU",
+    ("unet_course/augment.py", "height, width = field.shape[+2:]"):
+        "the field is always (N, 2, H, W) here, where shape[2:] is shape[-2:]",
+    ('unet_course/augment.py',
+     'return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))'):
+        'at |x| = 1 both cubic pieces are 0, so which one takes it does not matter',
+    ('unet_course/augment.py',
+     'return torch.where(x <= 1, near, torch.where(x <= 2, far, torch.zeros_like(x)))'):
+        'at |x| = 2 the outer piece is 0, as the zeros are',
+    ('unet_course/augment.py',
+     'return torch.where(x <= 1, near, torch.where(x < 3, far, torch.zeros_like(x)))'):
+        'the four taps of a pixel are never more than 2 grid steps from it, so no distance reaches 2 < |x| < 3',
+    ('unet_course/augment.py',
+     'if mode != "NEAREST":'):
+        'rounding and clamping nearest-neighbour samples of integers changes nothing: they are input values already',
+    ('unet_course/augment.py',
+     'if mode != "XXnearestXX":'):
+        'rounding and clamping nearest-neighbour samples of integers changes nothing: they are input values already',
+    ('unet_course/augment.py',
+     'rows = _cubic_matrix(coarse.shape[2], height).to(None, dtype)  # (H, grid_h)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'rows = _cubic_matrix(coarse.shape[2], height).to(dtype)  # (H, grid_h)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'cols = _cubic_matrix(coarse.shape[3], width).to(None, dtype)  # (W, grid_w)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'cols = _cubic_matrix(coarse.shape[3], width).to(dtype)  # (W, grid_w)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'grid = torch.empty(field.shape[0], height, width, 2, dtype=field.dtype)'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/augment.py',
+     'coarse = torch.randn(n, 2, grid, grid, generator=generator, ) * elastic_sigma'):
+        'draws on the CPU either way in a CPU-only test run (a meta device is honoured by the move after it)',
+    ('unet_course/augment.py',
+     'coarse = torch.randn(n, 2, grid, grid, generator=generator, device=None) * elastic_sigma'):
+        'draws on the CPU either way in a CPU-only test run (a meta device is honoured by the move after it)',
+    ('unet_course/augment.py',
+     'draw_on = None'):
+        'a CPU generator draws on the CPU either way; differs only for a GPU generator',
+    ('unet_course/augment.py',
+     'draw_on = generator.device if (generator is not None) and False else device'):
+        'a CPU generator draws on the CPU either way; differs only for a GPU generator',
+    ('unet_course/augment.py',
+     'return coarse if (device is None) and False else coarse.to(device)'):
+        'moving to device None moves nothing',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, device=None, dtype=dtype)).shape[-2:]'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, dtype=dtype)).shape[-2:]'):
+        'moves nothing in a CPU-only test run; differs only for tensors on a GPU',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(1, channels, tile_size, tile_size, device=device, dtype=dtype)).shape[+2:]'):
+        'the output is (1, K, h, w), where shape[2:] is shape[-2:]',
+    ('unet_course/tiling.py',
+     'out_h, out_w = model(torch.zeros(2, channels, tile_size, tile_size, device=device, dtype=dtype)).shape[-2:]'):
+        'a batch of two measures the same output size as a batch of one',
+    ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=False)"):
+        "zeroed gradients instead of None: SGD makes the same update for every parameter that gets a gradient, and "
+        "one that never gets one keeps None either way; only memory differs",
+    ("unet_course/train.py", "self.optimizer.zero_grad(set_to_none=None)"):
+        "None is falsy: the same as set_to_none=False (see there)",
+    ("unet_course/train.py", "images, masks, weight_maps = (t.to(None) for t in batch)"):
+        "moves nothing; differs only when the batch and the model are on different devices, which a CPU-only test "
+        "run cannot hold",
+    ("unet_course/export.py", "if not difference < TOLERANCE:"):
+        "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
+}
+
+# What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
+CONFIG = """
+[tool.mutmut]
+source_paths = ["unet_course"]
+also_copy = ["_config.yml", "book", "benchmarks"]
+only_mutate = [{module!r}]
+pytest_add_cli_args_test_selection = {tests}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+process_isolation = "forkserver"
+use_git_change_detection = false
+"""
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout",
+          -24: "timeout", 152: "timeout", 255: "timeout", 34: "skipped", -11: "segfault", -9: "segfault"}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _scratch(target: Target) -> Path:
+    """A fresh copy of what the target's tests read, with the mutmut settings for this target."""
+    folder = SCRATCH / _slug(target.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    for part in ("unet_course", "tests", "book", "benchmarks"):
+        shutil.copytree(ROOT / part, folder / part, ignore=ignore)
+    for part in ("_config.yml", "pyproject.toml"):
+        shutil.copy(ROOT / part, folder / part)
+    tests = json.dumps(list(target.tests))
+    with open(folder / "pyproject.toml", "a") as file:
+        file.write(CONFIG.format(module=target.module, tests=tests))
+    return folder
+
+
+# Diffs of many mutants from one interpreter (``mutmut show`` starts one per mutant).
+SHOW = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+print(json.dumps({name: get_diff_for_mutant(name, path=sys.argv[1]) for name in json.loads(sys.stdin.read())}))
+"""
+
+
+def _diffs(folder: Path, module: str, mutants: list[str]) -> dict[str, str]:
+    """The changed lines (``-`` and ``+``) of each mutant."""
+    if not mutants:
+        return {}
+    shown = subprocess.run([sys.executable, "-c", SHOW, module], cwd=folder, input=json.dumps(mutants),
+                           capture_output=True, text=True, check=True).stdout
+    return {name: "\n".join(line for line in diff.splitlines() if line.startswith(("-", "+")) and
+                            not line.startswith(("---", "+++")))
+            for name, diff in json.loads(shown).items()}
+
+
+def run(target: Target, max_children: int, survivors_only: bool = False) -> dict:
+    """Run mutmut on one target and store its counts and survivors.
+
+    ``survivors_only``: run only the mutants the stored result lists as surviving (after tests were
+    added, with the code unchanged); the others keep their stored verdict.
+    """
+    stored = RESULTS / f"{_slug(target.name)}.json"
+    previous = json.loads(stored.read_text()) if survivors_only and stored.exists() else None
+    again = [s["mutant"] for s in previous["survivors"]] if previous else []
+    folder = _scratch(target)
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
+               *(again or target.functions)]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    with open(folder / "mutmut.log", "w") as log:
+        done = subprocess.run(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = (folder / "mutmut.log").read_text(errors="replace").replace("\r", "\n").splitlines()[-5:]
+        raise RuntimeError(f"mutmut failed on {target.name} (exit {done.returncode}): {' / '.join(tail)}; the whole "
+                           f"log is {folder / 'mutmut.log'}")
+    return collect(target, previous, again)
+
+
+def collect(target: Target, previous: dict | None = None, again: list[str] = ()) -> dict:
+    """Score what mutmut has checked so far in the target's scratch copy and store it.
+
+    Mutants not checked yet (a run stopped early: ``--collect``) are left out of the score.
+    """
+    folder = SCRATCH / _slug(target.name)
+    stored = RESULTS / f"{_slug(target.name)}.json"
+    meta = json.loads((folder / "mutants" / f"{target.module}.meta").read_text())["exit_code_by_key"]
+    patterns = [re.compile(re.escape(glob).replace(r"\*", ".*")) for glob in target.functions]
+    codes = {name: code for name, code in meta.items() if not patterns or any(p.fullmatch(name) for p in patterns)}
+    counts: dict[str, int] = {}
+    survivors, equivalent = [], []
+    statuses = {name: STATUS.get(code, "not checked" if code is None else "suspicious") for name, code in codes.items()}
+    diffs = _diffs(folder, target.module, [name for name, status in statuses.items()
+                                           if status in ("survived", "no tests", "suspicious")])
+    if previous:  # the mutants not run again keep their verdict; equivalents are judged again by their diff
+        for name in set(statuses) - set(again):
+            statuses[name] = "not checked" if name in previous.get("unchecked", ()) else "killed"
+        for e in previous["equivalent"]:
+            statuses[e["mutant"]], diffs[e["mutant"]] = "survived", e["diff"]
+    for name, status in sorted(statuses.items()):
+        if status in ("survived", "no tests", "timeout", "suspicious"):
+            diff = diffs.get(name, "")
+            added = next((line[1:].strip() for line in diff.splitlines() if line.startswith("+")), "")
+            reason = EQUIVALENT.get((target.module, added))
+            if reason is not None and status != "timeout":
+                equivalent.append({"mutant": name, "diff": diff, "reason": reason})
+                status = "equivalent"
+            elif status != "timeout":
+                survivors.append({"mutant": name, "status": status, "diff": diff})
+        counts[status] = counts.get(status, 0) + 1
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)  # a mutant that hangs the tests is caught
+    scored = sum(counts.values()) - counts.get("equivalent", 0) - counts.get("not checked", 0)
+    result = {"target": target.name, "module": target.module, "functions": list(target.functions),
+              "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
+              "scored": scored, "score": round(killed / scored, 4) if scored else None,
+              "survivors": survivors, "equivalent": equivalent,
+              "unchecked": sorted(name for name, status in statuses.items() if status == "not checked")}
+    earlier = []
+    if stored.exists():
+        old = json.loads(stored.read_text())
+        earlier = old.get("history") or [{key: old[key] for key in ("killed", "scored", "tests")}]
+    result["history"] = earlier + [{"date": date.today().isoformat(), "killed": killed, "scored": scored,
+                                    "tests": list(target.tests)}]  # the first: the score before tests were added
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def report() -> str:
+    """``benchmarks/results/mutation.md``: one row per target measured, then every survivor and equivalent."""
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    order = {target.name: k for k, target in enumerate(TARGETS)}
+    results.sort(key=lambda r: order.get(r["target"], len(order)))
+    lines = ["# Mutation scores", "",
+             "`make mutation` (`benchmarks/mutation.py`) runs mutmut on each target with only the test files that "
+             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as "
+             "killed.",
+             "The first score is the first run on record (before the tests it prompted), the last is now.",
+             "", "| target | wing | module (functions) | test files | mutants | killed | survived | equivalent "
+             "| first score | score |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        where = r["module"] + (f" ({', '.join(f.split('.')[-1] for f in r['functions'])})" if r["functions"] else "")
+        tests = ", ".join(t.removeprefix("tests/") for t in r["tests"])
+        first = (r.get("history") or [r])[0]
+        before = f"{100 * first['killed'] / first['scored']:.1f}% ({first['killed']}/{first['scored']})" \
+            if first["scored"] else "—"
+        score = "—" if r["score"] is None else f"{100 * r['score']:.1f}% ({r['killed']}/{r['scored']})"
+        lines.append(f"| {r['target']} | {r['wing']} | `{where}` | {tests} | {sum(r['counts'].values())} | "
+                     f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {before} | "
+                     f"{score} |")
+    for r in results:
+        if r["survivors"] or r["equivalent"]:
+            lines += ["", f"## {r['target']}", ""]
+            for s in r["survivors"]:
+                lines += [f"- survived: `{s['mutant']}` ({s['status']})", "", "  ```diff",
+                          *(f"  {line}" for line in s["diff"].splitlines()), "  ```"]
+            for e in r["equivalent"]:
+                lines += [f"- equivalent: `{e['mutant']}`: {e['reason']}", "", "  ```diff",
+                          *(f"  {line}" for line in e["diff"].splitlines()), "  ```"]
+    text = "\n".join(lines) + "\n"
+    (RESULTS.parent / "mutation.md").write_text(text)
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--report"]:
+        report()
+        return 0
+    survivors_only, collect_only = "--survivors" in argv, "--collect" in argv
+    argv = [name for name in argv if name not in ("--survivors", "--collect")]
+    names = {_slug(name) for name in argv}
+    unknown = names - {_slug(t.name) for t in TARGETS}
+    if unknown:
+        print(f"error: no target {', '.join(sorted(unknown))}; targets: {', '.join(t.name for t in TARGETS)}",
+              file=sys.stderr)
+        return 2
+    failed = []
+    for target in TARGETS:
+        if not names or _slug(target.name) in names:
+            try:
+                r = collect(target) if collect_only else run(
+                    target, max_children=int(os.environ.get("MUTATION_CHILDREN", "2")), survivors_only=survivors_only)
+            except RuntimeError as error:  # the other targets still run
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                failed.append(target.name)
+                continue
+            print(f"{r['target']}: {r['killed']}/{r['scored']} killed, {len(r['survivors'])} survived", flush=True)
+    report()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

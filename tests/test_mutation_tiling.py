@@ -1,0 +1,206 @@
+"""Every refusal of overlap-tile prediction, word for word, and the edges of what it accepts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from unet_course import UNet
+from unet_course.tiling import mirror_pad, predict_tiled
+
+MODEL = UNet(base_channels=2, depth=2)
+
+
+class Lopsided(nn.Module):
+    """Loses a column more than a row: not a centred crop."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)[..., :, 1:]
+
+
+class Misdeclared(nn.Module):
+    """Says it loses 2 px per side and loses 1.5."""
+
+    margin = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)[..., 1:, 1:]
+
+
+def _z(*shape):
+    return torch.zeros(*shape)
+
+
+CASES = [
+    ("negative pad", lambda: mirror_pad(_z(1, 4, 4), -1), "pad widths must be >= 0 pixels, got -1"),
+    ("one negative side", lambda: mirror_pad(_z(1, 4, 4), (0, 0, 0, -2)),
+     "pad widths must be >= 0 pixels, got (0, 0, 0, -2)"),
+    ("(H, W) image", lambda: predict_tiled(MODEL, _z(8, 8)),
+     "image must be (N, C, H, W) or (C, H, W), got shape (8, 8); for a grayscale (H, W) image pass image[None]."),
+    ("activation", lambda: predict_tiled(MODEL, _z(1, 8, 8), activation="relu"),
+     "activation must be 'softmax', 'sigmoid' or None (logits), got 'relu'"),
+    ("no rows", lambda: predict_tiled(MODEL, _z(1, 0, 8)),
+     "image is empty (shape (1, 0, 8)); pass an image at least 1 pixel high and wide"),
+    ("no columns", lambda: predict_tiled(MODEL, _z(1, 8, 0)),
+     "image is empty (shape (1, 8, 0)); pass an image at least 1 pixel high and wide"),
+    ("tile 0", lambda: predict_tiled(MODEL, _z(1, 8, 8), tile_size=0),
+     "tile_size must be a positive number of pixels, got 0; leave it out for the model's default"),
+    ("batch 0", lambda: predict_tiled(MODEL, _z(1, 8, 8), batch_size=0),
+     "batch_size must be at least 1 tile per forward pass, got 0"),
+    ("infinite pixel", lambda: predict_tiled(MODEL, torch.full((1, 8, 8), float("inf"))),
+     "image holds NaN or infinite values, which would blank every tile they reach; replace them with finite "
+     "numbers first"),
+    ("context eats the tile", lambda: predict_tiled(MODEL, _z(1, 8, 8), tile_size=44, context=4),
+     "tile_size=44 leaves -4 output pixels per tile after cutting 24 px of context per side, fewer than the model's "
+     "alignment of 4 px; use a larger tile_size."),
+    ("lopsided model", lambda: predict_tiled(Lopsided(), _z(1, 8, 8), tile_size=16),
+     "predict_tiled needs a model whose output is the input cropped equally on every side; a 16×16 tile gave a "
+     "14×13 output."),
+    ("misdeclared margin", lambda: predict_tiled(Misdeclared(), _z(1, 8, 8), tile_size=16),
+     "the model mapped a 16-px tile to (13, 13), expected 12 px per side (margin 2)."),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_refusal(call, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        call()
+
+
+def test_the_smallest_accepted_values():
+    assert mirror_pad(torch.arange(4.0).reshape(1, 2, 2), 0).equal(torch.arange(4.0).reshape(1, 2, 2))
+    out = predict_tiled(MODEL, torch.rand(1, 1, 1), tile_size=44, batch_size=1)  # one pixel, the smallest tile
+    assert out.shape == (2, 1, 1) and torch.allclose(out.sum(0), torch.ones(1, 1))
+    integers = predict_tiled(MODEL, torch.ones(1, 5, 5, dtype=torch.uint8))  # not float: nothing to check for NaN
+    assert integers.dtype == torch.float32 and integers.shape == (2, 5, 5)
+
+
+def test_a_model_without_margin_is_measured_by_one_forward_pass():
+    class Valid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 5)  # loses 2 px per side
+
+        def forward(self, x):
+            return self.conv(x)
+
+    torch.manual_seed(0)
+    model = Valid()
+    image = torch.rand(1, 1, 10, 12)
+    whole = model(mirror_pad(image, 2)).softmax(1)
+    assert torch.allclose(predict_tiled(model, image, tile_size=8), whole, atol=1e-6)
+
+
+class Narrower(nn.Module):
+    """Declares the 1-px margin of its 3×3 convolution, then drops one more column."""
+
+    margin = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)[..., :, 1:]
+
+
+def test_an_output_wrong_in_one_side_only_is_refused():
+    with pytest.raises(ValueError, match=r"^the model mapped a 16-px tile to \(14, 13\), expected 14 px per side "
+                                         r"\(margin 1\)\.$"):
+        predict_tiled(Narrower(), _z(1, 8, 8), tile_size=16)
+
+
+@pytest.mark.parametrize("pad", [(-1, 0, 0, 0), (0, -1, 0, 0), (0, 0, -1, 0)])
+def test_every_side_of_the_padding_is_checked(pad):
+    with pytest.raises(ValueError, match=re.escape(f"pad widths must be >= 0 pixels, got {pad}")):
+        mirror_pad(_z(1, 4, 4), pad)
+
+
+def test_mirror_pad_of_a_channel_first_image_that_is_not_square():
+    image = torch.arange(24.0).reshape(1, 4, 6)
+    expected = torch.nn.functional.pad(image[None], (2, 1, 3, 2), mode="reflect")[0]
+    assert torch.equal(mirror_pad(image, (2, 1, 3, 2)), expected)
+
+
+class Counting(nn.Module):
+    """A same-size 1×1 convolution that counts the tiles it is shown."""
+
+    margin = 0
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.tiles = nn.Conv2d(1, 2, 1), 0
+
+    def forward(self, x):
+        self.tiles += x.shape[0]
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("height, width, tiles", [(20, 20, 1), (21, 20, 2), (40, 41, 6), (1, 1, 1)])
+def test_just_enough_tiles_cover_the_image(height, width, tiles):
+    valid = UNet(base_channels=2, depth=2)  # a 60-px tile predicts 20 × 20
+    seen = []
+    handle = valid.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    predict_tiled(valid, torch.rand(1, height, width), tile_size=60)
+    handle.remove()
+    assert sum(seen) == tiles
+
+
+def test_a_same_size_image_that_fits_one_tile_is_predicted_in_one_pass():
+    model = Counting()
+    image = torch.rand(1, 3, 3)
+    out = predict_tiled(model, image, tile_size=3, context=1)
+    with torch.no_grad():
+        whole = model.conv(image[None]).softmax(1)[0]
+    assert model.tiles == 1 and torch.allclose(out, whole, atol=1e-6)
+
+
+def test_a_one_pixel_tile_is_allowed_for_a_same_size_model():
+    model = Counting()
+    image = torch.rand(1, 2, 3)
+    out = predict_tiled(model, image, tile_size=1)
+    with torch.no_grad():
+        whole = model.conv(image[None]).softmax(1)[0]
+    assert out.shape == (2, 2, 3) and model.tiles >= 6  # one pixel a tile: at least a tile per pixel
+    assert torch.allclose(out, whole, atol=1e-6)
+
+
+def test_a_model_that_loses_an_odd_number_of_pixels_is_refused():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 2)  # loses one pixel in all: not the same on every side
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match=r"cropped equally on every side; a 16×16 tile gave a 15×15 output\.$"):
+        predict_tiled(Odd(), _z(1, 8, 8), tile_size=16)
+
+
+def test_a_float64_model_without_a_margin_is_measured_in_float64():
+    class Valid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 5)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    torch.manual_seed(0)
+    model = Valid().double()
+    image = torch.rand(1, 10, 12, dtype=torch.float64)
+    with torch.no_grad():
+        whole = model(mirror_pad(image, 2)[None]).softmax(1)[0].float()
+    assert torch.allclose(predict_tiled(model, image, tile_size=8), whole, atol=1e-6)
