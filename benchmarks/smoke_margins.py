@@ -33,6 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ORDER_OPS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<="}
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
 PRELUDE = '''\
 import json as _margin_json, os as _margin_os
@@ -110,10 +111,14 @@ class _Recorder(ast.NodeTransformer):
             return [statement for value in test.values for statement in self._records(value, line)]
         if isinstance(test, ast.Compare) and all(type(op) in ORDER_OPS for op in test.ops):
             sides = [test.left, *test.comparators]
-            return [self._call("_margin_write", ast.Constant(self.cell), ast.Constant(line),
-                               ast.Constant(f"{self._text(left)} {ORDER_OPS[type(op)]} {self._text(right)}"),
-                               left, ast.Constant(ORDER_OPS[type(op)]), right)
-                    for left, op, right in zip(sides, test.ops, sides[1:])]
+            records = []
+            for left, op, right in zip(sides, test.ops, sides[1:]):
+                text, symbol = f"{self._text(left)} {ORDER_OPS[type(op)]} {self._text(right)}", ORDER_OPS[type(op)]
+                if isinstance(left, ast.Constant) and not isinstance(right, ast.Constant):  # `0 < x`: x is the value
+                    left, right, symbol = right, left, FLIPPED[symbol]
+                records.append(self._call("_margin_write", ast.Constant(self.cell), ast.Constant(line),
+                                          ast.Constant(text), left, ast.Constant(symbol), right))
+            return records
         if (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "all"
                 and len(test.args) == 1 and isinstance(test.args[0], ast.GeneratorExp)
                 and isinstance(test.args[0].elt, ast.Compare) and len(test.args[0].elt.ops) == 1

@@ -27,7 +27,7 @@ def test_instrument_records_each_comparison_instead_of_raising():
          "    for left, right in pairs: records.append((cell, line, text, left, op, right))\n", namespace)
     exec(instrument(source, 7), namespace)  # the failing asserts no longer raise
     texts = [(text, op, left, right) for _, _, text, left, op, right in namespace["records"]]
-    assert texts == [("x > 0.5", ">", 0.3, 0.5), ("0 < x", "<", 0, 0.3), ("x <= 1", "<=", 0.3, 1),
+    assert texts == [("x > 0.5", ">", 0.3, 0.5), ("0 < x", ">", 0.3, 0), ("x <= 1", "<=", 0.3, 1),
                      ("all(v >= 0.2 for v in [x, 0.1])", ">=", 0.3, 0.2),
                      ("all(v >= 0.2 for v in [x, 0.1])", ">=", 0.1, 0.2), ("x", "bool", 0.3, None)]
     assert all(record[0] == 7 for record in namespace["records"])
