@@ -23,7 +23,7 @@ help:
 	@echo "make bench    run the speed comparisons in benchmarks/ at full size"
 	@echo "make weights  retrain every published checkpoint (cpu budget, ~15 min) and print its SHA-256"
 	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml (and the Colab copies)"
-	@echo "make colab    rewrite book/colab/, the plain-Markdown copies of the chapters that Colab opens"
+	@echo "make colab    rewrite colab/, the plain-Markdown copies of the chapters that Colab opens"
 	@echo "make mutation  mutation scores per module into benchmarks/results/mutation.md (hours; not part of make test)"
 
 $(STAMP): pyproject.toml constraints.txt

@@ -1,7 +1,7 @@
-"""The chapters as Colab opens them: plain Markdown, no stored outputs, written to `book/colab/`.
+"""The chapters as Colab opens them: plain Markdown, no stored outputs, written to `colab/`.
 
 Colab renders Markdown with `$math$` but no MyST: a `{cite}` role or an admonition fence would show
-as raw text. `make colab` (this file run as a script) writes `book/colab/NN_*.ipynb` from
+as raw text. `make colab` (this file run as a script) writes `colab/NN_*.ipynb` from
 `book/NN_*.ipynb`: citations become "(Author et al., Year)" linked to the book's reference list,
 `{doc}` and API roles become links into the published book, dropdown admonitions `<details>`
 blocks and other admonitions quotes with a bold title. Code cells are kept, without outputs: a
@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-COPIES = BOOK / "colab"
+COPIES = ROOT / "colab"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 
 ROLE = re.compile(r"\{([a-z]+(?::[a-z]+)?)\}`([^`]+)`")

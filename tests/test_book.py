@@ -33,8 +33,8 @@ def test_notebook_pages_show_their_figures_and_launch_on_colab(html):
     for name in notebooks:
         page = (html / f"{name}.html").read_text()
         assert re.search(r'<img[^>]+src="[^"]*_images/', page), f"{name}: no figure rendered"
-        folder, _, stem = name.rpartition("/")  # Colab opens the chapter's plain-Markdown copy
-        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{folder}/colab/{stem}.ipynb"
+        stem = name.rpartition("/")[2]  # Colab opens the chapter's plain-Markdown copy
+        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/main/colab/{stem}.ipynb"
         assert colab in page, f"{name}: no Colab launch button pointing at the notebook's Colab copy"
 
 

@@ -97,8 +97,8 @@ def test_page_as_a_reader_sees_it(page, site, browser):
         assert state["rendered"] > 0, f"{page}: {state['widgets']} saved widgets, none rendered"
     if (ROOT / f"{page}.ipynb").exists():
         owner_repo = REPOSITORY.removeprefix("https://github.com/")
-        folder, _, stem = page.rpartition("/")  # the chapter's plain-Markdown copy
-        expected = f"https://colab.research.google.com/github/{owner_repo}/blob/main/{folder}/colab/{stem}.ipynb"
+        stem = page.rpartition("/")[2]  # the chapter's plain-Markdown copy
+        expected = f"https://colab.research.google.com/github/{owner_repo}/blob/main/colab/{stem}.ipynb"
         assert expected in state["colab"], f"{page}: Colab buttons {state['colab']}"
         assert state["images"] > 0, f"{page}: a chapter without figures"
     if page in SCREENSHOTS:

@@ -1,4 +1,4 @@
-"""What Colab opens reads as plain Markdown: the chapters' copies in book/colab/, in sync and free of MyST."""
+"""What Colab opens reads as plain Markdown: the chapters' copies in colab/, in sync and free of MyST."""
 
 from __future__ import annotations
 
@@ -100,6 +100,6 @@ def test_admonitions_become_details_or_quotes():
 def test_launch_button_opens_the_copy():
     url = "https://colab.research.google.com/github/o/r/blob/main/book/03_unet_architecture.ipynb"
     assert colab_launch.copy_url(url, "book/03_unet_architecture") == (
-        "https://colab.research.google.com/github/o/r/blob/main/book/colab/03_unet_architecture.ipynb")
+        "https://colab.research.google.com/github/o/r/blob/main/colab/03_unet_architecture.ipynb")
     with pytest.raises(ValueError):
         colab_launch.copy_url(url, "book/04_augmentation")

@@ -1,4 +1,4 @@
-"""Sphinx extension: a chapter's Colab button opens its plain-Markdown copy, `book/colab/NN_*.ipynb`.
+"""Sphinx extension: a chapter's Colab button opens its plain-Markdown copy, `colab/NN_*.ipynb`.
 
 Colab renders no MyST, so the book's citations, cross-references and admonitions would show as
 raw markup there; `make colab` writes copies in plain Markdown (tests/colab_copies.py). The
@@ -7,21 +7,21 @@ theme builds the button from the page's own path; this moves it to the copy, whe
 
 from pathlib import Path
 
-COPIES = "colab"  # beside the chapters, in book/
+COPIES = "colab"  # at the top of the repository: generated notebooks, not pages of the book
 
 
 def copy_url(url: str, pagename: str) -> str:
-    """``…/blob/main/book/03_x.ipynb`` → ``…/blob/main/book/colab/03_x.ipynb``."""
-    folder, _, name = pagename.rpartition("/")
+    """``…/blob/main/book/03_x.ipynb`` → ``…/blob/main/colab/03_x.ipynb``."""
+    name = pagename.rpartition("/")[2]
     original = f"/{pagename}.ipynb"
     if not url.endswith(original):
         raise ValueError(f"the Colab button {url} does not open {pagename}.ipynb")
-    return url[: -len(original)] + f"/{folder}/{COPIES}/{name}.ipynb".replace("//", "/")
+    return url[: -len(original)] + f"/{COPIES}/{name}.ipynb"
 
 
 def _point_at_copy(app, pagename, templatename, context, doctree):
-    folder, _, name = pagename.rpartition("/")
-    if not (Path(app.srcdir) / folder / COPIES / f"{name}.ipynb").exists():
+    name = pagename.rpartition("/")[2]
+    if not (Path(app.srcdir) / COPIES / f"{name}.ipynb").exists():
         return
     colab = app.config.html_theme_options.get("launch_buttons", {}).get("colab_url", "").rstrip("/")
     for group in context.get("header_buttons", []):
