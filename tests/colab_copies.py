@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import sys
 from functools import cache
@@ -159,8 +160,20 @@ def api_link(role: str, target: str) -> str:
     return f"[`{label}`]({_page('book/api')}#{anchor})"
 
 
+PAGE_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s#]+)\.(?:md|ipynb)(#[^)\s]*)?\)")
+
+
+def page_link(match: re.Match, here: str) -> str:
+    """A Markdown link to another page of the book, ``[text](page.md)``, as a link to the published page."""
+    docname = os.path.normpath(Path(here).parent / match.group(1))
+    if not list(ROOT.glob(f"{docname}.*")):
+        raise ValueError(f"{here}: the link target {match.group(0)[2:-1]!r} is not a page of the book")
+    return f"]({_page(docname)}{match.group(2) or ''})"
+
+
 def convert_roles(text: str, here: str) -> str:
-    """Every MyST role in ``text`` as plain Markdown; an unknown role is an error, never left raw."""
+    """Every MyST role in ``text`` as plain Markdown, and links to pages of the book as links to the
+    published pages; an unknown role is an error, never left raw."""
     def replace(match: re.Match) -> str:
         role, target = match.groups()
         if role in ("cite", "cite:p", "cite:t"):
@@ -173,7 +186,7 @@ def convert_roles(text: str, here: str) -> str:
             return f"${target}$"
         raise ValueError(f"{here}: no plain-Markdown form for the role {{{role}}}; add one in {Path(__file__).name}")
 
-    return ROLE.sub(replace, text)
+    return PAGE_LINK.sub(lambda match: page_link(match, here), ROLE.sub(replace, text))
 
 
 def _admonition(name: str, argument: str, options: dict, body: str) -> str:

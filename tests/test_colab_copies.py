@@ -78,7 +78,11 @@ def test_cross_references_and_api_roles_become_links_into_the_book():
     assert convert("{mod}`unet_course.flops`", "book/x") == (
         f"[`unet_course.flops`]({BOOK}book/api.html#module-unet_course.flops)")
     assert convert("{math}`a^2`", "book/x") == "$a^2$"
-    for unknown in ("{ref}`somewhere`", "{doc}`no-such-page`", "{func}`unet_course.no_such_function`"):
+    assert convert("the [table](paper_vs_course.md) and [one row](paper_vs_course.md#training)", "book/x") == (
+        f"the [table]({BOOK}book/paper_vs_course.html) and [one row]({BOOK}book/paper_vs_course.html#training)")
+    assert convert("[elsewhere](https://example.org/page.md)", "book/x") == "[elsewhere](https://example.org/page.md)"
+    for unknown in ("{ref}`somewhere`", "{doc}`no-such-page`", "{func}`unet_course.no_such_function`",
+                    "[a page](no_such_page.md)"):
         with pytest.raises((ValueError, AttributeError)):
             convert(unknown, "book/x")
 
