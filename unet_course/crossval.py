@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib import resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from .metrics import pixel_error, rand_error, warping_error
 from .models.unet import UNet
 from .runs import read_checkpoint, write_config
 
-__all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "run_fold", "summarize",
-           "cross_validate"]
+__all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "run_fold", "rescore", "summarize",
+           "cross_validate", "published_summary"]
 
 SPLITS = ("nvidia", "disjoint")
 
@@ -249,3 +250,17 @@ def cross_validate(out: str | os.PathLike, *, budget: str = "cpu", data_root: st
     summary = {"split": split, "budget": budget, **summarize(done)}
     _write_json(Path(out) / "summary.json", summary)
     return summary
+
+
+def published_summary(budget: str = "cpu") -> dict:
+    """The stored cross-validation of the recipe behind the published ``isbi2012-<budget>`` network.
+
+    Shipped with the package (``weights/unet_isbi2012_<budget>.crossval.json``), so that chapter 7
+    shows it on a fresh runtime; ``unet-course crossval --budget <budget>`` computes it again.
+    """
+    name = f"unet_isbi2012_{budget}.crossval.json"
+    path = resources.files(__package__).joinpath("weights", name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no stored cross-validation for the {budget!r} budget ({name}); "
+                                f"compute one with `unet-course crossval --budget {budget} --out DIR`")
+    return json.loads(path.read_text())
