@@ -77,7 +77,8 @@ def nvidia_dice(probabilities: ArrayLike, truth: ArrayLike, *, eps: float = NVID
     for p, t in ((1.0 - probabilities, 1.0 - truth), (probabilities, truth)):  # class 0, class 1
         intersection = (p * t).sum(axis=(1, 2))
         denominator = (p * p).sum(axis=(1, 2)) + (t * t).sum(axis=(1, 2))
-        scores.append(np.mean((2.0 * intersection + eps) / (denominator + eps)))  # over images
+        with np.errstate(invalid="ignore"):  # eps=0 and a class absent from both: 0/0, nan
+            scores.append(np.mean((2.0 * intersection + eps) / (denominator + eps)))  # over images
     return float(np.mean(scores))  # over classes
 
 
