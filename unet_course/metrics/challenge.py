@@ -48,7 +48,8 @@ def _fiji_thresholds() -> tuple[float, ...]:
 
 CHALLENGE_THRESHOLDS = _fiji_thresholds()  # the 11 thresholds of the challenge's script, 0.0 to ~1.0
 
-_MASK, _IN_QUEUE, _LINE = -2, -3, 0  # flooding states of membrane pixels; _LINE is the thinned membrane
+_MASK, _IN_QUEUE, _LINE, _OUTSIDE = -2, -3, 0, -9  # flooding states of membrane pixels (_LINE: the thinned
+# membrane) and the frame around the image
 
 
 @dataclass(frozen=True)
@@ -81,31 +82,27 @@ def _interior(x: np.ndarray, threshold: float) -> np.ndarray:
 
 def _flood(interior: np.ndarray) -> np.ndarray:
     """Watershed of a binary map: membrane pixels join the cell that reaches them first, 0 where two meet."""
-    height, width = interior.shape
     # The script scans pixels column by column (x outer, y inner) and visits the neighbours
-    # (x-1, y), (x, y-1), (x+1, y), (x, y+1); on a two-level image the order decides which side
-    # of an even-width membrane keeps the line, so the same order is followed here.
-    inside = np.ascontiguousarray(interior.T).ravel()  # flat index k = x * height + y
-    labels = np.ascontiguousarray(label_components(interior, 4).T).ravel().astype(np.int64)
-    labels[~inside] = _MASK
-    membrane = ~interior
+    # (x-1, y), (x, y-1), (x+1, y), (x, y+1); on a two-level image the order decides which pixel
+    # of a meeting front becomes line, so the same order is followed here. A frame of _OUTSIDE
+    # pixels stands for the script's bounds checks; flat index k = (x + 1) * stride + (y + 1).
+    labels = np.pad(label_components(interior, 4).astype(np.int64), 1, constant_values=_OUTSIDE).T.copy()
+    membrane = np.pad(~interior, 1).T
+    labels[membrane] = _MASK
+    stride = labels.shape[1]
     touching = np.zeros_like(membrane)  # membrane pixels with an interior 4-neighbour
-    touching[1:, :] |= interior[:-1, :]
-    touching[:-1, :] |= interior[1:, :]
-    touching[:, 1:] |= interior[:, :-1]
-    touching[:, :-1] |= interior[:, 1:]
-    first = np.flatnonzero(np.ascontiguousarray((touching & membrane).T).ravel())
+    for shift in (-1, 1):
+        for axis in (0, 1):
+            touching |= np.roll(labels > 0, shift, axis=axis)
+    first = np.flatnonzero(touching & membrane)  # in the script's scan order
+    labels = labels.ravel()
     labels[first] = _IN_QUEUE
     labels = labels.tolist()  # list indexing is several times faster than numpy's in this loop
     queue = deque(first.tolist())
     line_flag = False  # Vincent and Soille's flag: the last line pixel came from a line neighbour
     while queue:
         k = queue.popleft()
-        x, y = divmod(k, height)
-        for c in (k - height if x > 0 else -1, k - 1 if y > 0 else -1,
-                  k + height if x < width - 1 else -1, k + 1 if y < height - 1 else -1):
-            if c < 0:
-                continue
+        for c in (k - stride, k - 1, k + stride, k + 1):
             neighbour, own = labels[c], labels[k]
             if neighbour > 0:
                 if own == _IN_QUEUE or (own == _LINE and line_flag):
@@ -120,7 +117,7 @@ def _flood(interior: np.ndarray) -> np.ndarray:
             elif neighbour == _MASK:
                 labels[c] = _IN_QUEUE
                 queue.append(c)
-    labels = np.asarray(labels, dtype=np.int64).reshape(width, height).T
+    labels = np.asarray(labels, dtype=np.int64).reshape(membrane.shape).T[1:-1, 1:-1]
     unreached = labels == _MASK  # membrane that no cell reaches: only when there is no interior at all
     if unreached.any():
         labels[unreached] = label_components(unreached, 4)[unreached] + max(labels.max(), 0)
