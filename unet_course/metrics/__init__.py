@@ -4,6 +4,7 @@
 - ``rand.py``: the foreground-restricted Rand error (Arganda-Carreras et al., 2015);
 - ``warping.py``: the topology-aware warping error (Jain et al., 2010);
 - ``instances.py``: matching predicted to true objects at IoU thresholds;
+- ``thinning.py``: the challenge's border thinning of predicted membranes to one-pixel lines;
 - ``challenge.py``: V_Rand and V_Info after border thinning, the challenge's later scores;
 - ``nvidia.py``: NVIDIA's evaluation Dice (soft, per image) and its 512 → 388 resize.
 
@@ -16,7 +17,6 @@ from .challenge import (
     ForegroundScores,
     ThresholdSweep,
     challenge_sweep,
-    thin_borders,
     v_info,
     v_info_scores,
     v_rand,
@@ -24,6 +24,7 @@ from .challenge import (
 )
 from .instances import InstanceMatch, instance_iou, match_instances
 from .nvidia import NVIDIA_EPS, NVIDIA_SIZE, nvidia_dice, nvidia_resize
+from .thinning import interior_mask, thin_borders
 from .pixel import confusion_matrix, dice, iou, pixel_error
 from .rand import RandScores, contingency_table, rand_error, rand_scores
 from .warping import simple_point_table, topology_preserving_warp, warping_error
@@ -46,6 +47,7 @@ __all__ = [
     "CHALLENGE_THRESHOLDS",
     "ForegroundScores",
     "ThresholdSweep",
+    "interior_mask",
     "thin_borders",
     "v_rand_scores",
     "v_info_scores",

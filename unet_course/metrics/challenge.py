@@ -8,8 +8,8 @@ script of the challenge (``RandError.getMaximalVRandAfterThinning`` and
 1. both maps are cut at a threshold (values strictly above it are cell interior);
 2. the true cells are the 4-connected components of the truth's interior;
 3. the predicted membrane is *thinned* to lines one pixel wide by a watershed flooding
-   (Vincent and Soille, 1991, 4-connected) from the predicted cells, so that a thick
-   membrane costs nothing while a gap in it still merges two cells;
+   (Vincent and Soille, 1991, 4-connected) from the predicted cells (``thinning.py``), so
+   that a thick membrane costs nothing while a gap in it still merges two cells;
 4. pixels outside the true cells are ignored; predicted line pixels inside true cells
    are singletons (each its own object);
 5. V_Rand is the F-score of Rand precision and recall with pairs counted as ``n²``
@@ -21,18 +21,18 @@ script of the challenge (``RandError.getMaximalVRandAfterThinning`` and
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..arrays import THRESHOLD
-from ._arrays import ArrayLike, as_numbers, binary, label_components, pair
+from ._arrays import ArrayLike, label_components, pair
 from .rand import contingency_table
+from .thinning import interior_mask, thin_borders
 
-__all__ = ["CHALLENGE_THRESHOLDS", "ForegroundScores", "ThresholdSweep", "thin_borders", "v_rand_scores",
-           "v_info_scores", "v_rand", "v_info", "challenge_sweep"]
+__all__ = ["CHALLENGE_THRESHOLDS", "ForegroundScores", "ThresholdSweep", "v_rand_scores", "v_info_scores", "v_rand",
+           "v_info", "challenge_sweep"]
 
 
 def _fiji_thresholds() -> tuple[float, ...]:
@@ -47,10 +47,6 @@ def _fiji_thresholds() -> tuple[float, ...]:
 
 
 CHALLENGE_THRESHOLDS = _fiji_thresholds()  # the 11 thresholds of the challenge's script, 0.0 to ~1.0
-
-_MASK, _IN_QUEUE, _LINE, _OUTSIDE = -2, -3, 0, -9  # flooding states of membrane pixels (_LINE: the thinned
-# membrane) and the frame around the image
-
 
 @dataclass(frozen=True)
 class ForegroundScores:
@@ -74,87 +70,6 @@ class ThresholdSweep:
     best_v_info_threshold: float
 
 
-def _interior(x: np.ndarray, threshold: float) -> np.ndarray:
-    # Fiji compares each pixel, widened to a double, with the double threshold: compare in float64,
-    # or numpy would round the threshold to float32 (0.30000000000000004 → 0.3f) for float32 maps.
-    return binary(x if x.dtype == bool else x.astype(np.float64), threshold)
-
-
-def _flood(interior: np.ndarray) -> np.ndarray:
-    """Watershed of a binary map: membrane pixels join the cell that reaches them first, 0 where two meet."""
-    # The script scans pixels column by column (x outer, y inner) and visits the neighbours
-    # (x-1, y), (x, y-1), (x+1, y), (x, y+1); on a two-level image the order decides which pixel
-    # of a meeting front becomes line, so the same order is followed here. A frame of _OUTSIDE
-    # pixels stands for the script's bounds checks; flat index k = (x + 1) * stride + (y + 1).
-    labels = np.pad(label_components(interior, 4).astype(np.int64), 1, constant_values=_OUTSIDE).T.copy()
-    membrane = np.pad(~interior, 1).T
-    labels[membrane] = _MASK
-    stride = labels.shape[1]
-    touching = np.zeros_like(membrane)  # membrane pixels with an interior 4-neighbour
-    for shift in (-1, 1):
-        for axis in (0, 1):
-            touching |= np.roll(labels > 0, shift, axis=axis)
-    first = np.flatnonzero(touching & membrane)  # in the script's scan order
-    labels = labels.ravel()
-    labels[first] = _IN_QUEUE
-    labels = labels.tolist()  # list indexing is several times faster than numpy's in this loop
-    queue = deque(first.tolist())
-    line_flag = False  # Vincent and Soille's flag: the last line pixel came from a line neighbour
-    while queue:
-        k = queue.popleft()
-        for c in (k - stride, k - 1, k + stride, k + 1):
-            neighbour, own = labels[c], labels[k]
-            if neighbour > 0:
-                if own == _IN_QUEUE or (own == _LINE and line_flag):
-                    labels[k] = neighbour
-                elif own > 0 and own != neighbour:
-                    labels[k] = _LINE
-                    line_flag = False
-            elif neighbour == _LINE:
-                if own == _IN_QUEUE:
-                    labels[k] = _LINE
-                    line_flag = True
-            elif neighbour == _MASK:
-                labels[c] = _IN_QUEUE
-                queue.append(c)
-    labels = np.asarray(labels, dtype=np.int64).reshape(membrane.shape).T[1:-1, 1:-1]
-    unreached = labels == _MASK  # membrane that no cell reaches: only when there is no interior at all
-    if unreached.any():
-        labels[unreached] = label_components(unreached, 4)[unreached] + max(labels.max(), 0)
-    return labels.astype(np.int32)
-
-
-def thin_borders(pred: ArrayLike, *, threshold: float = THRESHOLD) -> np.ndarray:
-    """Predicted cells after the challenge's border thinning: membranes become one-pixel lines.
-
-    The map is cut at ``threshold``; every 4-connected patch of interior is a cell, and the
-    membrane around the cells is flooded from them (a watershed on the binary map,
-    4-connected, in the order of the challenge's Fiji script) until the fronts of two
-    cells meet: the pixels where they meet form the line, label 0. A membrane 3 pixels
-    wide keeps its middle column, one 2 pixels wide its right (or lower) column. A gap in a
-    membrane stays a gap: thinning never splits what the threshold joined. Without any
-    interior, each connected patch of membrane is one object.
-
-    Args:
-        pred: probabilities of cell interior, or a binary map (True = interior).
-        threshold: values strictly above it are interior. Default 0.5.
-
-    Shape:
-        ``pred``: ``(H, W)``. Returns ``(H, W)`` int32 labels, 1..K the cells, 0 the lines.
-
-    Example:
-        >>> interior = np.ones((3, 7), dtype=bool); interior[:, 2:5] = False  # two cells, membrane 3 wide
-        >>> thin_borders(interior)[0].tolist()
-        [1, 1, 1, 0, 2, 2, 2]
-
-    Taught in chapter 7 (evaluation).
-    """
-    pred = as_numbers(pred, "pred")
-    if pred.ndim != 2:
-        raise ValueError(f"Expected one (H, W) map, got shape {tuple(pred.shape)}. Thin slices one at a time.")
-    return _flood(_interior(pred, threshold))
-
-
 def _table(pred_labels: ArrayLike, true_labels: ArrayLike):
     """Pixel counts within the truth's foreground: per true object, per predicted object, per pair, and at 0."""
     pred, truth = pair(pred_labels, true_labels)
@@ -165,7 +80,8 @@ def _table(pred_labels: ArrayLike, true_labels: ArrayLike):
                 "maps use v_rand(pred, truth, threshold=...) or v_info(...), which label and thin for you."
             )
     foreground = truth != 0
-    true_ids, pred_ids, counts = contingency_table(truth[foreground].astype(np.int64), pred[foreground].astype(np.int64))
+    true_ids, pred_ids, counts = contingency_table(truth[foreground].astype(np.int64),
+                                                   pred[foreground].astype(np.int64))
     counts = counts.astype(np.int64)
     _, true_index = np.unique(true_ids, return_inverse=True)
     true_sizes = np.bincount(true_index, weights=counts).astype(np.int64) if counts.size else counts
@@ -268,7 +184,7 @@ def v_info_scores(pred_labels: ArrayLike, true_labels: ArrayLike) -> ForegroundS
 
 
 def _true_cells(truth: np.ndarray, threshold: float) -> np.ndarray:
-    return label_components(_interior(truth, threshold), 4)
+    return label_components(interior_mask(truth, threshold), 4)
 
 
 def v_rand(pred: ArrayLike, truth: ArrayLike, *, threshold: float = THRESHOLD) -> float:

@@ -33,7 +33,8 @@ def _check(probabilities: np.ndarray, truth: np.ndarray) -> None:
         )
     if truth.size and not np.isin(truth, (0, 1)).all():
         raise ValueError(
-            f"truth must be a binary map (0 = membrane, 1 = cell interior), got values {np.unique(truth)[:5].tolist()}. "
+            "truth must be a binary map (0 = membrane, 1 = cell interior), got values "
+            f"{np.unique(truth)[:5].tolist()}. "
             "Divide 0/255 labels by 255."
         )
 
