@@ -46,14 +46,15 @@ def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``unet-course`` with its ``train``, ``predict``, ``evaluate`` and ``export`` subcommands."""
-    from . import evaluate, export, predict, train
+    """The argument parser of ``unet-course`` with its ``train``, ``predict``, ``evaluate``, ``export`` and ``crossval`` subcommands."""
+    from . import crossval, evaluate, export, predict, train
 
     parser = _Parser(prog="unet-course", description="Train a U-Net the paper's way, and use it.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,evaluate,export}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,evaluate,export,crossval}")
     parents = _parents()
     for module, groups in ((train, ("compute", "debug")), (predict, ("run", "compute", "debug")),
-                           (evaluate, ("run", "compute", "debug")), (export, ("run", "debug"))):
+                           (evaluate, ("run", "compute", "debug")), (export, ("run", "debug")),
+                           (crossval, ("compute", "debug"))):
         name = module.__name__.rsplit(".", 1)[1]
         command = commands.add_parser(name, parents=[parents[group] for group in groups], **module.DESCRIPTION)
         module.add_arguments(command)
