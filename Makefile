@@ -14,13 +14,14 @@ export UNET_COURSE_DATA
 # Headless matplotlib for tests and builds (execute unsets it: the kernel must draw inline figures).
 export MPLBACKEND := Agg
 
-.PHONY: help install browser js book test execute setup-cells colab bench weights mutation clean
+.PHONY: help install browser js book test execute setup-cells colab bench gpu-check weights mutation clean
 
 help:
 	@echo "make book     build the course into _build/html (installs on first use)"
 	@echo "make test     run every check CI runs: unit tests, notebooks, benchmarks (smoke), book build"
 	@echo "make execute  re-execute all notebooks in place (UNET_COURSE_BUDGET=cpu by default)"
 	@echo "make bench    run the speed comparisons in benchmarks/ at full size"
+	@echo "make gpu-check REPORT=r.json  on a CUDA machine: precision benchmark, one cross-validation fold, chapter 6 (gpu budget)"
 	@echo "make weights  retrain every published checkpoint (cpu budget, ~15 min) and print its SHA-256"
 	@echo "make setup-cells  regenerate each notebook's install cell from _config.yml (and the Colab copies)"
 	@echo "make colab    rewrite colab/, the plain-Markdown copies of the chapters that Colab opens"
@@ -86,6 +87,15 @@ weights: $(STAMP)
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python "$$script" || exit 1; done
+
+# Everything GPU-only the course claims, in one JSON report at REPORT (refused without CUDA, or if REPORT
+# exists: ARGS=--overwrite replaces it). benchmarks/README.md says what it runs.
+REPORT ?=
+ARGS ?=
+gpu-check:
+	@if [ -z "$(REPORT)" ]; then echo "error: name the report: make gpu-check REPORT=gpu_check.json"; exit 2; fi
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py "$(REPORT)" $(ARGS)
 
 # Mutation testing (mutmut): each module against only the test files that cover it, in scratch copies under
 # .mutation/; `make mutation TARGETS="sizes hub"` runs some. Slow (hours on 2 cores), so not part of `make test`.

@@ -224,18 +224,20 @@ def _peak_tflops(device: torch.device) -> dict | None:
     return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), None)
 
 
-def precision_part(args, device: torch.device) -> None:
-    """Images/s and model FLOP utilisation per precision of the paper's U-Net: results/precision_cuda.md."""
-    tile, model_options = (60, {"base_channels": 4, "depth": 2}) if args.smoke else (572, {})
-    batches, steps = ((1,), 1) if args.smoke else ((1, 8), 20)
+def measure_precision(device: torch.device, *, smoke: bool = False) -> list[dict]:
+    """One row per (batch, precision, channels-last, torch.compile) case: step time, images/s, TFLOP/s, utilisation.
+
+    ``smoke``: a tiny U-Net and one step of two cases, to check the code paths (CI, or the CPU).
+    """
+    tile, model_options = (60, {"base_channels": 4, "depth": 2}) if smoke else (572, {})
+    batches, steps = ((1,), 1) if smoke else ((1, 8), 20)
     cases = [("fp32", False, False), ("fp32", True, False), ("bf16", False, False), ("bf16", True, False),
              ("fp16", True, False), ("bf16", True, True)]  # (precision, channels-last, torch.compile)
-    if args.smoke:  # the code paths only: compiling takes minutes, and the CPU has no fp16 worth timing
+    if smoke:  # the code paths only: compiling takes minutes, and the CPU has no fp16 worth timing
         cases = [("fp32", False, False), ("bf16", True, False)]
     peaks = _peak_tflops(device)
-    tf32 = device.type == "cuda" and torch.backends.cudnn.allow_tf32 and peaks is not None and peaks["tf32"]
-    lines = ["| batch | precision | channels-last | torch.compile | ms/step | images/s | TFLOP/s | model FLOP "
-             "utilisation | peak memory |", "|---|---|---|---|---|---|---|---|---|"]
+    tf32 = bool(device.type == "cuda" and torch.backends.cudnn.allow_tf32 and peaks is not None and peaks["tf32"])
+    rows = []
     for batch_size in batches:
         flops = training_step_flops(UNet(**model_options), (batch_size, 1, tile, tile))
         for precision, channels_last, compile in cases:
@@ -246,15 +248,31 @@ def precision_part(args, device: torch.device) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             amp = False if precision == "fp32" else precision
             seconds = time_precision(UNet(**model_options), tile, batch_size, device, amp, channels_last, compile,
-                                     steps, warm_up=1 if args.smoke else 3)
+                                     steps, warm_up=1 if smoke else 3)
             achieved = flops / seconds / 1e12
             peak = (peaks["tf32"] if precision == "fp32" and tf32 else peaks[precision]) if peaks else None
-            utilisation = f"{100 * achieved / peak:.1f}%" if peak else "–"
-            memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else "–"
-            name = f"{precision} (TF32 convolutions)" if precision == "fp32" and tf32 else precision
-            lines.append(f"| {batch_size} | {name} | {'yes' if channels_last else 'no'} | {'yes' if compile else 'no'} "
-                         f"| {1000 * seconds:.1f} | {batch_size / seconds:.1f} | {achieved:.1f} | {utilisation} "
-                         f"| {memory} |")
+            rows.append({"batch": batch_size, "precision": precision, "tf32": tf32 and precision == "fp32",
+                         "channels_last": channels_last, "compile": compile, "tile_size": tile,
+                         "ms_per_step": 1000 * seconds, "images_per_s": batch_size / seconds, "tflops": achieved,
+                         "utilisation": achieved / peak if peak else None,
+                         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30
+                         if device.type == "cuda" else None})
+    return rows
+
+
+def precision_part(args, device: torch.device) -> None:
+    """Images/s and model FLOP utilisation per precision of the paper's U-Net: results/precision_cuda.md."""
+    tile, steps = (60, 1) if args.smoke else (572, 20)
+    peaks = _peak_tflops(device)
+    lines = ["| batch | precision | channels-last | torch.compile | ms/step | images/s | TFLOP/s | model FLOP "
+             "utilisation | peak memory |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in measure_precision(device, smoke=args.smoke):
+        utilisation = f"{100 * row['utilisation']:.1f}%" if row["utilisation"] else "–"
+        memory = f"{row['peak_memory_gib']:.1f} GiB" if row["peak_memory_gib"] is not None else "–"
+        name = f"{row['precision']} (TF32 convolutions)" if row["tf32"] else row["precision"]
+        lines.append(f"| {row['batch']} | {name} | {'yes' if row['channels_last'] else 'no'} | "
+                     f"{'yes' if row['compile'] else 'no'} | {row['ms_per_step']:.1f} | {row['images_per_s']:.1f} "
+                     f"| {row['tflops']:.1f} | {utilisation} | {memory} |")
     table = "\n".join(lines)
     print(table)
     if not args.smoke:

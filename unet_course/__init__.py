@@ -24,14 +24,19 @@ from .losses import center_crop, weighted_cross_entropy
 from .metrics import (
     InstanceMatch,
     RandScores,
+    challenge_sweep,
     dice,
     instance_iou,
     iou,
     match_instances,
+    nvidia_dice,
+    nvidia_resize,
     pixel_error,
     rand_error,
     rand_scores,
     topology_preserving_warp,
+    v_info,
+    v_rand,
     warping_error,
 )
 from .runs import History
@@ -101,4 +106,9 @@ __all__ = [
     "match_instances",
     "instance_iou",
     "InstanceMatch",
+    "v_rand",
+    "v_info",
+    "challenge_sweep",
+    "nvidia_dice",
+    "nvidia_resize",
 ]
