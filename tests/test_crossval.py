@@ -75,6 +75,7 @@ def test_a_fold_is_trained_calibrated_scored_and_kept(isbi_root, tmp_path, monke
     assert config["threshold"] == scores["threshold"] and config["base_channels"] == 8  # the smoke budget
     assert read_checkpoint(folder / "checkpoint.pt")["step"] == 2
     assert set(scores["per_slice"]) == set(crossval.SCORES) and scores["held_out"] == [2]
+    assert set(scores["mean"]) == set(crossval.SCORES) | {"best_v_rand", "best_v_info"}
     stored = np.load(folder / "held_out_probabilities.npy")
     assert stored.shape == (1, 512, 512) and 0 <= stored.min() <= stored.max() <= 1
     # the scores are those of the stored probabilities at the stored threshold

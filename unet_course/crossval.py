@@ -32,11 +32,12 @@ from .budget import TRAINING_RUNS
 from .calibrate import choose_threshold
 from .data.isbi import ISBI2012, NUM_SLICES
 from .files import atomic_file
-from .metrics import pixel_error, rand_error, warping_error
+from .metrics import challenge_sweep, dice, nvidia_dice, nvidia_resize, pixel_error, rand_error, v_info, v_rand, \
+    warping_error
 from .models.unet import UNet
 from .runs import read_checkpoint, write_config
 
-__all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "run_fold", "rescore", "summarize",
+__all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "fold_figures", "run_fold", "rescore", "summarize",
            "cross_validate", "published_summary"]
 
 SPLITS = ("nvidia", "disjoint")
@@ -88,12 +89,17 @@ def _two_class(probabilities: np.ndarray, mask: np.ndarray, threshold: float,
     return float(metric(probabilities, mask, threshold=threshold))
 
 
-# name → f(P(class 1) (H, W), mask (H, W) with 1 = cell interior, threshold) → float; lower or higher
-# is better as the name says.
+# name → f(P(class 1) (H, W), mask (H, W) with 1 = cell interior, threshold) → float. Errors: lower is
+# better; V_Rand, V_Info and the Dice scores: higher is better. NVIDIA's Dice is soft (no threshold).
 SCORES: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
     "pixel_error": lambda p, t, cut: _two_class(p, t, cut, pixel_error),
     "rand_error": lambda p, t, cut: _two_class(p, t, cut, rand_error),
     "warping_error": lambda p, t, cut: _two_class(p, t, cut, warping_error),
+    "v_rand": lambda p, t, cut: _two_class(p, t, cut, v_rand),
+    "v_info": lambda p, t, cut: _two_class(p, t, cut, v_info),
+    "nvidia_dice": lambda p, t, cut: nvidia_dice(p, t),
+    "nvidia_dice_388": lambda p, t, cut: nvidia_dice(*nvidia_resize(p, t)),
+    "dice": lambda p, t, cut: float(dice(p, t, threshold=cut)[1]),  # hard Dice of the cell class
 }
 
 
@@ -105,6 +111,20 @@ def score_slices(probabilities: np.ndarray, masks: np.ndarray, threshold: float)
     if probabilities.shape != masks.shape or probabilities.ndim != 3:
         raise ValueError(f"probabilities {probabilities.shape} and masks {masks.shape} must both be (N, H, W)")
     return {name: [score(p, t, threshold) for p, t in zip(probabilities, masks)] for name, score in SCORES.items()}
+
+
+def fold_figures(probabilities: np.ndarray, masks: np.ndarray, threshold: float) -> tuple[dict, dict]:
+    """``(per_slice, figures)``: :func:`score_slices`, and the fold's figures.
+
+    The figures are the mean over slices of every score, plus the challenge's form of V_Rand
+    and V_Info: the best over its thresholds of the mean over the slices
+    (``best_v_rand``, ``best_v_info``, :func:`unet_course.metrics.challenge_sweep`).
+    """
+    per_slice = score_slices(probabilities, masks, threshold)
+    figures = {name: float(np.mean(values)) for name, values in per_slice.items()}
+    sweep = challenge_sweep(probabilities, masks)
+    figures |= {"best_v_rand": sweep.best_v_rand, "best_v_info": sweep.best_v_info}
+    return per_slice, figures
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -170,10 +190,10 @@ def run_fold(out: str | os.PathLike, fold: int | Fold, *, budget: str = "cpu", d
     probabilities = _held_out_probabilities(model, held_out, device)
     with atomic_file(folder / "held_out_probabilities.npy") as (file, _):
         np.save(file, probabilities.astype(np.float32))
-    scores = {"index": fold.index, "train": list(fold.train), "held_out": list(fold.held_out), "threshold": config["threshold"], "budget": budget, "steps": run["steps"],
-              "seconds": float(sum(history.seconds_per_step)),
-              "per_slice": score_slices(probabilities, held_out.masks, config["threshold"])}
-    scores["mean"] = {name: float(np.mean(values)) for name, values in scores["per_slice"].items()}
+    scores = {"index": fold.index, "train": list(fold.train), "held_out": list(fold.held_out),
+              "threshold": config["threshold"], "budget": budget, "steps": run["steps"],
+              "seconds": float(sum(history.seconds_per_step))}
+    scores["per_slice"], scores["mean"] = fold_figures(probabilities, held_out.masks, config["threshold"])
     _write_json(scores_path, scores)
     return scores
 
@@ -188,15 +208,14 @@ def rescore(out: str | os.PathLike, data_root: str | os.PathLike) -> list[dict]:
         stored = json.loads(scores_path.read_text())
         probabilities = np.load(scores_path.parent / "held_out_probabilities.npy")
         masks = ISBI2012(Path(data_root) / "isbi2012", indices=stored["held_out"]).masks
-        stored["per_slice"] = score_slices(probabilities, masks, stored["threshold"])
-        stored["mean"] = {name: float(np.mean(values)) for name, values in stored["per_slice"].items()}
+        stored["per_slice"], stored["mean"] = fold_figures(probabilities, masks, stored["threshold"])
         _write_json(scores_path, stored)
         results.append(stored)
     return results
 
 
 def summarize(fold_scores: Sequence[dict]) -> dict:
-    """Mean and sample standard deviation (None for one fold) over folds of each fold's mean score, and the folds."""
+    """Mean and sample standard deviation (None for one fold) over folds of each fold's figures, and the folds."""
     if not fold_scores:
         raise ValueError("summarize needs at least one fold's scores")
     names = list(fold_scores[0]["mean"])
