@@ -215,7 +215,10 @@ def rescore(out: str | os.PathLike, data_root: str | os.PathLike) -> list[dict]:
 
 
 def summarize(fold_scores: Sequence[dict]) -> dict:
-    """Mean and sample standard deviation (None for one fold) over folds of each fold's figures, and the folds."""
+    """Mean and sample standard deviation (None for one fold) over folds of each fold's figures, and the folds.
+
+    ``per_fold`` holds each fold's figures, its training steps and seconds, and its scores per slice.
+    """
     if not fold_scores:
         raise ValueError("summarize needs at least one fold's scores")
     names = list(fold_scores[0]["mean"])
@@ -224,7 +227,8 @@ def summarize(fold_scores: Sequence[dict]) -> dict:
         "folds": len(fold_scores),
         "mean": {name: float(np.mean(v)) for name, v in table.items()},
         "std": {name: float(np.std(v, ddof=1)) if len(v) > 1 else None for name, v in table.items()},
-        "per_fold": [{"index": f["index"], "held_out": f["held_out"], "threshold": f["threshold"], **f["mean"]}
+        "per_fold": [{"index": f["index"], "held_out": f["held_out"], "threshold": f["threshold"], **f["mean"],
+                      "steps": f.get("steps"), "seconds": f.get("seconds"), "per_slice": f["per_slice"]}
                      for f in fold_scores],
     }
 
