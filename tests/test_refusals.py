@@ -475,3 +475,108 @@ def test_folder_refusals(ws):
     _png(ws / "data" / "masks" / "a.png", colour)
     with pytest.raises(ValueError, match="a.png is a colour image"):
         ImageMaskFolder(ws / "data" / "images", ws / "data" / "masks")[0]
+
+
+# --- what a refusal row cannot show ----------------------------------------------------------------
+
+def test_ctrl_c_keeps_whole_masks_and_skip_existing_continues(ws, capsys, monkeypatch):
+    import unet_course.tiling
+
+    real, calls = unet_course.tiling.predict_tiled, []
+
+    def interrupted_on_the_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(unet_course.tiling, "predict_tiled", interrupted_on_the_second_image)
+    argv = ["predict", str(ws / "run"), str(ws / "images"), str(ws / "masks"), "--quiet"]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "unet-course predict: interrupted; every mask written is complete (none is half-written); continue with the "
+        "same command plus --skip-existing"]
+    assert sorted(path.name for path in (ws / "masks").iterdir()) == ["a.png"]  # whole, and no .part file
+    first = (ws / "masks" / "a.png").read_bytes()
+    monkeypatch.setattr(unet_course.tiling, "predict_tiled", real)
+    assert main(argv) == 2 and "--skip-existing to keep them" in capsys.readouterr().err
+    assert main(argv + ["--skip-existing"]) == 0
+    assert "wrote 1 mask(s)" in capsys.readouterr().err
+    assert sorted(path.name for path in (ws / "masks").iterdir()) == ["a.png", "b.png"]
+    assert (ws / "masks" / "a.png").read_bytes() == first
+
+
+@pytest.mark.parametrize("pixels, dtype, said", [
+    (255, np.float32, r"b.tif holds 32-bit float pixels from 0 to 255, read as stored, but the network expects 0–1"),
+    (4000, np.uint16, r"b.tif is a 16-bit image whose pixels reach only 4000 of 65535 \(12-bit camera data\?\)"),
+])
+def test_an_image_far_from_the_trained_range_is_read_as_stored_with_one_warning(ws, capsys, pixels, dtype, said):
+    image = np.asarray(Image.open(ws / "images" / "b.png")).astype(np.float64) / 255 * pixels
+    (ws / "images" / "b.png").unlink()
+    Image.fromarray(image.astype(dtype)).save(ws / "images" / "b.tif")
+    capsys.readouterr()
+    assert main(["predict", str(ws / "run"), str(ws / "images"), str(ws / "masks"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and re.match(f"unet-course predict: warning: .*{said}", err[0]), err
+    assert err[1].startswith("wrote 2 mask(s)")  # normalising is the user's choice: the file is read as documented
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_files_get_the_mode_of_the_umask(ws, umask, mode, monkeypatch):
+    import os
+
+    previous = os.umask(umask)
+    try:
+        assert main(["train", *SYNTHETIC, "--steps", "1", "--out", str(ws / "out")]) == 0
+        assert main(["predict", str(ws / "out"), str(ws / "images"), str(ws / "masks"), "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    written = [*(ws / "out").iterdir(), *(ws / "masks").iterdir()]
+    assert len(written) == 5 and {path.stat().st_mode & 0o777 for path in written} == {mode}
+
+
+def test_a_run_carries_the_sha256_of_its_weights(ws):
+    from unet_course.runs import RunError, load_run, weights_sha256
+
+    state = read_checkpoint(ws / "run" / "checkpoint.pt")
+    config = json.loads((ws / "run" / "model.json").read_text())
+    assert state["model_sha256"] == config["weights_sha256"] == weights_sha256(state["model"])
+    channels_last = {key: value.contiguous(memory_format=torch.channels_last) if value.ndim == 4 else value
+                     for key, value in state["model"].items()}
+    assert weights_sha256(channels_last) == state["model_sha256"]  # the values, not their layout in memory
+    _flipped_weights(ws)
+    with pytest.raises(RunError, match=r"checkpoint .* is damaged: its weights do not match the SHA-256"):
+        load_run(ws / "run")
+
+
+def test_only_rank_0_speaks_under_torchrun(ws, capsys, monkeypatch):
+    argv = ["predict", str(ws / "run"), str(ws / "images"), str(ws / "images"), "--quiet"]
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2 and "is the input folder" in capsys.readouterr().err
+
+
+def test_the_advice_after_a_divergence_is_a_command_that_works(ws, capsys, monkeypatch):
+    import unet_course.train
+
+    argv = ["train", *SYNTHETIC, "--out", str(ws / "run"), "--resume", "--steps", "5"]
+    with monkeypatch.context() as patched:
+        patched.setattr(unet_course.train, "paper_loss", lambda *tensors: torch.tensor(float("nan")))
+        assert main(argv) == 1
+    advice = re.search(r"the same command (with --overwrite instead of --resume) and (--lr \S+) \(now",
+                       capsys.readouterr().err)
+    assert advice and advice[2] == "--lr 0.0003"  # a tenth of the smoke budget's 0.003
+    advised = [arg for arg in argv if arg != "--resume"] + ["--overwrite", *advice[2].split()]
+    assert main(advised) == 0
+    assert json.loads((ws / "run" / "model.json").read_text())["lr"] == 0.0003
+
+
+def test_resume_continues_on_the_runs_own_folder_of_data(ws, monkeypatch):
+    argv = ["train", "--data", str(ws / "data"), "--steps", "1", "--out", str(ws / "out"), *TINY]
+    assert main(argv) == 0
+    assert json.loads((ws / "out" / "model.json").read_text())["data"] == str((ws / "data").resolve())
+    monkeypatch.chdir(ws)  # the same folder named relative to another working directory
+    assert main(["train", "--data", "data", "--steps", "2", "--out", "out", "--resume", *TINY]) == 0
+    assert main(["train", "--steps", "3", "--out", "out", "--resume", *TINY]) == 0  # --data left out: the run's
+    assert json.loads((ws / "out" / "model.json").read_text())["data"] == str((ws / "data").resolve())
