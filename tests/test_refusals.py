@@ -550,6 +550,9 @@ def test_a_run_carries_the_sha256_of_its_weights(ws):
 
 
 def test_only_rank_0_speaks_under_torchrun(ws, capsys, monkeypatch):
+    import unet_course.cli
+
+    monkeypatch.setattr(unet_course.cli, "QUIET_RANK_WAIT_S", 0.0)
     argv = ["predict", str(ws / "run"), str(ws / "images"), str(ws / "images"), "--quiet"]
     monkeypatch.setenv("RANK", "1")
     assert main(argv) == 2 and capsys.readouterr().err == ""

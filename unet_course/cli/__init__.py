@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -48,6 +49,11 @@ def _status_and_message(error: Exception) -> tuple[int, str]:
     if isinstance(error, OSError):
         return 1, f"{one_line(error)}; check the path, its permissions and the free disk space"
     return 1, f"unexpected {type(error).__name__}: {one_line(error)}; run again with --debug to see where it happened"
+
+
+# torchrun stops every process as soon as one exits with an error, so the other ranks, which
+# print nothing, give rank 0 this long to print its line before they exit.
+QUIET_RANK_WAIT_S = 2.0
 
 
 def _out_of_memory(message: str) -> bool:
@@ -103,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status, message = _status_and_message(error)
         if speaks:  # under torchrun every process fails alike; rank 0 says it once
             print(f"unet-course {args.command}: error: {message}", file=sys.stderr)
+        else:
+            time.sleep(QUIET_RANK_WAIT_S)
         return status
 
 
