@@ -167,7 +167,8 @@ def test_the_cache_messages_name_the_file_the_setting_and_the_fix(published, tmp
 
 
 def test_a_model_too_large_for_the_machine_is_refused_before_it_is_built():
-    from unet_course.runs import check_model_size, model_from_config
+    from unet_course.runs import model_from_config
+    from unet_course.sizes import check_model_size
 
     assert check_model_size({"base_channels": 64, "depth": 4}) == 31_030_658
     with pytest.raises(ValueError, match=r"^model.json: UNet\(base_channels=1000000, depth=2\) has 4\.\d+e\+14 "

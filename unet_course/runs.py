@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import warnings
 import os
 import pickle
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -33,10 +33,11 @@ from torch import nn
 from .arrays import THRESHOLD
 from .files import atomic_file
 from .models.unet import UNet
+from .sizes import check_model_size
 
 __all__ = ["RUN_FILES", "RunError", "History", "run_files", "config_path", "read_config", "write_config",
            "run_threshold", "model_from_config", "model_description", "read_checkpoint", "write_checkpoint",
-           "check_resume", "check_config_fits", "load_parameters", "load_run", "weights_sha256", "check_model_size"]
+           "check_resume", "check_config_fits", "load_parameters", "load_run", "weights_sha256"]
 
 RUN_FILES = ("checkpoint.pt", "history.json", "model.json")  # what `unet-course train` writes to --out
 
@@ -171,44 +172,11 @@ def write_config(path: str | os.PathLike, config: dict) -> None:
         file.write((json.dumps(config, indent=2) + "\n").encode())
 
 
-def _memory_bytes() -> int | None:
-    """The memory this process may use: the machine's, or its container's limit where lower (None if unknown)."""
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        return min(total, int(limit)) if limit.isdigit() else total
-    except OSError:
-        return total
-
-
-def check_model_size(config: dict, *, what: str = "the model") -> int:
-    """The parameter count of the U-Net ``config`` describes, refused before allocating when it cannot fit.
-
-    Training holds each parameter about four times (weights, gradient, momentum, a copy) as
-    float32; a model whose parameters alone, that many times over, exceed this machine's
-    memory raises ``ValueError`` naming ``what`` (a file, or the options that set the size).
-    """
-    from .models.unet import unet_num_parameters
-
-    count = unet_num_parameters(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
-                                base_channels=config["base_channels"], depth=config["depth"],
-                                batch_norm=config.get("batch_norm", False))
-    memory = _memory_bytes()
-    if memory is not None and 16 * count > memory:
-        raise ValueError(f"{what}: UNet(base_channels={config['base_channels']}, depth={config['depth']}) has "
-                         f"{count:.3g} parameters, about {16 * count / 1e9:.3g} GB to train or "
-                         f"{4 * count / 1e9:.3g} GB to load, more than this machine's {memory / 1e9:.3g} GB; "
-                         f"use a smaller base_channels or depth (the paper: 64 and 4)")
-    return count
-
-
 def model_from_config(config: dict) -> UNet:
     """Rebuild the U-Net a ``model.json`` describes (the keys of :class:`UNet`; others are ignored).
 
-    Raises ``ValueError`` before allocating a model too large for this machine (:func:`check_model_size`).
+    Raises ``ValueError`` before allocating a model too large for this machine
+    (:func:`unet_course.sizes.check_model_size`).
     """
     check_model_size(config)
     return UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),

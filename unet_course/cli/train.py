@@ -16,9 +16,8 @@ import torch
 from ..budget import TRAINING_RUNS
 from ..distributed import process_group
 from ..files import check_output_path
-from ..runs import (RUN_FILES, RunError, check_model_size, check_resume, read_checkpoint, read_config, weights_sha256,
-                    write_config)
-from ..sizes import check_image_fits, check_tile_size
+from ..runs import RUN_FILES, RunError, check_resume, read_checkpoint, read_config, weights_sha256, write_config
+from ..sizes import check_image_fits, check_model_size, check_tile_size
 from .common import CommandFailed, UserError, as_option_error, check_device
 from .parser import add_overwrite
 
