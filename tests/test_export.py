@@ -74,13 +74,33 @@ def test_bioimageio_package_passes_the_validator(run, tmp_path):
         description = yaml.safe_load(package.read("rdf.yaml"))
     assert {"model.onnx", "model.torchscript", "test_input.npy", "test_output.npy", "cover.png", "rdf.yaml"} <= names
     assert description["cite"][0]["doi"] == "10.1007/978-3-319-24574-4_28"
-    assert "ISBI 2012" in description["training_data"]["name"]
+    assert config["data"] == "synthetic-membranes"  # the run's own data, not the paper's
+    assert description["training_data"]["name"] == "unet-course synthetic-membranes"
+    assert "trained with unet-course on synthetic images of membrane" in description["description"]
     smallest, step = size_rule(model)
     space = [axis for axis in description["inputs"][0]["axes"] if axis.get("type") == "space"]
     assert all(axis["size"] == {"min": smallest, "step": step} for axis in space)
     out_space = [axis for axis in description["outputs"][0]["axes"] if axis.get("type") == "space"]
     assert all(axis["size"]["offset"] == -2 * model.margin for axis in out_space)
     assert description["config"]["unet_course"]["halo"] == model.margin
+
+
+def test_a_package_describes_the_data_of_its_run_and_no_local_path(run, tmp_path):
+    from bioimageio.spec.model import v0_5
+
+    from unet_course.bioimageio import _training_data
+
+    model, config = run
+    folder = tmp_path / "private-lab-share" / "cells"
+    result = export_run(model, config | {"data": str(folder)}, "bioimageio", tmp_path / "unet.zip")
+    with zipfile.ZipFile(result.path) as package:
+        texts = {name: package.read(name).decode() for name in package.namelist() if name.endswith((".yaml", ".md"))}
+    description = yaml.safe_load(texts["rdf.yaml"])
+    assert description.get("training_data") is None and "ISBI" not in texts["rdf.yaml"]
+    assert "the publisher's own images" in description["description"]
+    assert not [name for name, text in texts.items() if "private-lab-share" in text or str(tmp_path) in text]
+    words, isbi = _training_data(v0_5, {"data": "isbi2012"})
+    assert words == "ISBI 2012" and str(isbi.cite[0].doi) == "10.3389/fnana.2015.00142"
 
 
 def _status(argv, capsys) -> tuple[int, str]:

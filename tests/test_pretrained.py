@@ -130,3 +130,49 @@ def test_pack_replaces_a_checkpoint_only_when_asked(published, tmp_path, capsys)
     assert (mirror / "tiny.pt").read_bytes() == b"an older file"
     assert main(["pack", str(run), str(mirror / "tiny.pt"), "--overwrite"]) == 0
     assert (mirror / "tiny.pt").read_bytes() != b"an older file" and digest in capsys.readouterr().out
+
+
+def test_the_cache_messages_name_the_file_the_setting_and_the_fix(published, tmp_path, monkeypatch):
+    import unet_course.files
+
+    pretrained("tiny")
+    cached = tmp_path / "cache" / "tiny.pt"
+    cached.write_bytes(cached.read_bytes()[:-10])  # a damaged copy where the file belongs
+    with pytest.raises(FileNotFoundError, match=r"the cached .*tiny\.pt failed its SHA-256 check \(damaged or "
+                                                r"incomplete\); delete it and call pretrained\('tiny', download=True\)"):
+        pretrained("tiny", download=False)
+    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", (tmp_path / "offline").as_uri())
+    with pytest.raises(DownloadError, match=r"^the cached .*tiny\.pt failed its SHA-256 check .*copy it over the "
+                                            r"damaged one"):
+        pretrained("tiny")
+    cached.unlink()
+    with pytest.raises(FileNotFoundError, match=r"tiny\.pt is missing; call pretrained\('tiny', download=True\)"):
+        pretrained("tiny", download=False)
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("UNET_COURSE_CACHE", str(tmp_path / "a-file"))
+    with pytest.raises(ValueError, match=r"^\$UNET_COURSE_CACHE=.*a-file: .*a-file is a file, not a folder; point "
+                                         r"UNET_COURSE_CACHE or cache_dir at a folder"):
+        pretrained("tiny")
+    with pytest.raises(ValueError, match=r"^cache_dir='.*a-file/sub': .*a-file is a file"):
+        pretrained("tiny", cache_dir=tmp_path / "a-file" / "sub")
+
+    def read_only(*args, **kwargs):  # what a cache folder without write permission does (tests may run as root)
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / ".tiny.pt.x.part"))
+
+    monkeypatch.setattr(unet_course.files.tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=r"^cannot write to the cache folder .*ro \(Permission denied\); set "
+                                              r"UNET_COURSE_CACHE or pass cache_dir= a folder you can write to$"):
+        pretrained("tiny", cache_dir=tmp_path / "ro")
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_it_is_built():
+    from unet_course.runs import model_from_config
+    from unet_course.sizes import check_model_size
+
+    assert check_model_size({"base_channels": 64, "depth": 4}) == 31_030_658
+    with pytest.raises(ValueError, match=r"^model.json: UNet\(base_channels=1000000, depth=2\) has 4\.\d+e\+14 "
+                                         r"parameters, .*more than this machine's"):
+        check_model_size({"base_channels": 1_000_000, "depth": 2}, what="model.json")
+    with pytest.raises(ValueError, match=r"UNet\(base_channels=64, depth=40\)"):
+        model_from_config({"base_channels": 64, "depth": 40})

@@ -86,6 +86,7 @@ def _wider_checkpoint(ws: Path) -> None:
 
 
 def _nan_checkpoint(ws: Path) -> None:
+    _edit_json(weights_sha256=None)(ws)  # a model.json that names no weights, as chapter 6 writes
     state = read_checkpoint(ws / "run" / "checkpoint.pt")
     state["model"] = {key: torch.full_like(value, float("nan")) if value.is_floating_point() else value
                       for key, value in state["model"].items()}
@@ -129,6 +130,47 @@ def _empty_run_folder(ws: Path) -> None:
     (ws / "fresh").mkdir()
 
 
+def _flipped_weights(ws: Path) -> None:
+    """16 bytes of one stored weight flipped in place, as a bad disk or copy would."""
+    path = ws / "run" / "checkpoint.pt"
+    data = bytearray(path.read_bytes())
+    stored = read_checkpoint(path)["model"]["contracting.0.2.weight"].numpy().tobytes()
+    at = data.find(stored) + 20
+    data[at:at + 16] = bytes(255 - byte for byte in data[at:at + 16])
+    path.write_bytes(bytes(data))
+
+
+class _Payload:
+    """An object whose unpickling would run code."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def _raw_pickle_checkpoint(ws: Path) -> None:
+    import pickle  # a plain pickle (protocol 4), not torch's zip format: torch warns before it refuses
+
+    (ws / "run" / "checkpoint.pt").write_bytes(pickle.dumps({"model": {}, "hook": _Payload()}, protocol=4))
+
+
+def _edit_json(**changes) -> callable:
+    """Change keys of the run's model.json (None removes one)."""
+    def spoil(ws: Path) -> None:
+        path = ws / "run" / "model.json"
+        config = json.loads(path.read_text()) | changes
+        path.write_text(json.dumps({key: value for key, value in config.items() if value is not None}))
+    return spoil
+
+
+def _out_of_memory(ws: Path, monkeypatch) -> None:
+    import unet_course.tiling
+
+    def predict_tiled(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you "
+                           "tried to allocate 36000000000 bytes.")
+    monkeypatch.setattr(unet_course.tiling, "predict_tiled", predict_tiled)
+
+
 @dataclass
 class Case:
     name: str
@@ -152,7 +194,13 @@ CASES = [
     Case("predict into a folder inside its input", "predict {ws}/run {ws}/images {ws}/images/out --quiet", 2,
          "is the input folder or inside it"),
     Case("predict a file into its own folder", "predict {ws}/run {ws}/images/a.png {ws}/images --quiet", 2,
-         "would replace the input"),
+         "is the folder of the input a.png"),
+    Case("predict a file beside another image, --overwrite", "predict {ws}/run {ws}/images/a.tif {ws}/images --quiet "
+         "--overwrite", 2, "is the folder of the input a.tif; masks would mix with \\(or replace\\) the images beside",
+         _twin_names),
+    Case("OUTPUT below a file", "predict {ws}/run {ws}/images {ws}/spare/masks --quiet", 2,
+         "OUTPUT_DIR .*spare/masks cannot be created: .*spare is a file, not a folder"),
+    Case("--skip-existing and --overwrite", PREDICT + " --skip-existing --overwrite", 2, "pass one of them"),
     Case("a.png and a.tif in one input folder", PREDICT, 2, "both be written as a.png", _twin_names),
     Case("a mask already in the output", PREDICT, 2, "already holds 1 of the masks.*--overwrite", _existing_mask),
     Case("output is a file", "predict {ws}/run {ws}/images {ws}/spare --quiet", 2, "is a file"),
@@ -170,6 +218,29 @@ CASES = [
     Case("checkpoint of a diverged run", PREDICT, 1, "NaN or infinite weights.*lower --lr", _nan_checkpoint),
     Case("model.json not JSON", PREDICT, 1, "model.json is not valid JSON", _broken_json),
     Case("model.json incomplete", PREDICT, 1, "model.json is incomplete or damaged \\(no depth\\)", _incomplete_json),
+    Case("16 bytes of a weight flipped", PREDICT, 1, "checkpoint .*checkpoint.pt is damaged: its weights do not match "
+         "the SHA-256", _flipped_weights),
+    Case("a raw pickle as checkpoint.pt", PREDICT, 1, "holds Python objects besides tensors", _raw_pickle_checkpoint),
+    Case("model.json says padding same", PREDICT, 1, "does not fit the model in .*model.json \\(padding 'same' there, "
+         "'valid' in the checkpoint\\)", _edit_json(padding="same")),
+    Case("model.json says depth 40", PREDICT, 1, "does not fit the model in .*\\(depth 40 there, 2 in the checkpoint",
+         _edit_json(depth=40)),
+    Case("model.json says base_channels 1000000", PREDICT, 1, "base_channels 1000000 there, 4 in the checkpoint",
+         _edit_json(base_channels=1_000_000)),
+    Case("model.json of other weights", PREDICT, 1, "model.json was written for other weights than those in",
+         _edit_json(weights_sha256="0" * 64)),
+    Case("predict out of memory (RAM)", PREDICT, 1, "ran out of memory \\(RAM\\); pass a smaller --tile-size",
+         patch=_out_of_memory, changes=("masks",)),
+    # export and evaluate: never over what they read, never below a file
+    Case("export over the run's checkpoint", "export {ws}/run --format torchscript --out {ws}/run/checkpoint.pt "
+         "--overwrite", 2, "is a file this export reads from the run .*--overwrite replaces earlier output, never an "
+         "input"),
+    Case("export over the run's model.json", "export {ws}/run --format onnx --out {ws}/run/model.json --overwrite", 2,
+         "is a file this export reads"),
+    Case("export --out below a file", "export {ws}/run --format onnx --out {ws}/spare/unet.onnx", 2,
+         "--out .*spare/unet.onnx cannot be created: .*spare is a file"),
+    Case("evaluate --out below a file", "evaluate {ws}/run {ws}/data/images {ws}/data/masks --out {ws}/spare/report "
+         "--quiet", 2, "--out .*spare/report cannot be created"),
     # train: an existing run is never replaced unless asked
     Case("train into an existing run", TRAIN.replace("{ws}/out", "{ws}/run"), 2, "already holds a run.*--resume"),
     Case("--overwrite with a bad option", TRAIN.replace("{ws}/out", "{ws}/run") + " --overwrite --lr nan", 2,
@@ -180,6 +251,10 @@ CASES = [
     Case("--resume with nothing to resume", TRAIN + " --resume", 2, "no .*checkpoint.pt to continue from"),
     Case("--resume into an empty folder", TRAIN.replace("{ws}/out", "{ws}/fresh") + " --resume", 2,
          "no .*checkpoint.pt to continue from", _empty_run_folder),
+    Case("--resume on other data", RESUME + " --steps 5 --data {ws}/data", 2,
+         "--data .*data differs from the run being resumed \\(synthetic-membranes in .*model.json\\); leave --data out"),
+    Case("--resume from a flipped weight", RESUME + " --steps 5", 1, "is damaged: its weights do not match",
+         _flipped_weights),
     Case("--resume from a truncated checkpoint", RESUME + " --steps 5", 1, "cannot read the checkpoint",
          _truncated_checkpoint),
     Case("--resume from a checkpoint of another width", RESUME + " --steps 5", 1, "does not fit the model",
@@ -195,6 +270,10 @@ CASES = [
     Case("--steps 0", TRAIN.replace("--steps 2", "--steps 0"), 2, "--steps must be at least 1"),
     Case("--steps not a number", TRAIN.replace("--steps 2", "--steps two"), 2, "invalid int value: 'two'"),
     Case("--out is a file", TRAIN.replace("{ws}/out", "{ws}/spare"), 2, "--out .*spare is a file"),
+    Case("--out below a file", TRAIN.replace("{ws}/out", "{ws}/spare/run"), 2, "--out .*spare/run cannot be created"),
+    Case("--base-channels too large for the machine", TRAIN + " --base-channels 1000000", 2,
+         "--base-channels and --depth: UNet\\(base_channels=1000000, depth=2\\) has .* parameters, .*more than this "
+         "machine's"),
     Case("--data-root is a file", "train --data isbi2012 --data-root {ws}/spare --steps 1 --out {ws}/out --quiet",
          2, "--data-root: .*spare is a file"),
     Case("train --device cuda without CUDA", TRAIN + " --device cuda", 2, "no such device", patch=_no_cuda),
@@ -209,7 +288,8 @@ CASES = [
          "too small for --tile-size 188"),
     # training that goes wrong stops (status 1) and keeps the last good checkpoint
     Case("training diverges", TRAIN.replace("--steps 2", "--steps 6") + " --lr 1e30", 1,
-         "training diverged at step 2 .*keeps the last good step; .*lower --lr", changes=("out",)),
+         "training diverged at step 2 .*keeps the last good step; train a new run with a lower learning rate: the same "
+         "command with --overwrite and --lr 1e\\+29", changes=("out",)),
 ]
 
 
@@ -232,7 +312,7 @@ def test_refusal(case, ws, capsys, monkeypatch):
     assert lines and lines[0].startswith(f"unet-course {argv[0]}: error: "), err
     assert re.search(case.message, lines[0]), lines[0]
     assert not any("Traceback" in line for line in err) and "weights_only=False" not in "\n".join(err)
-    if case.status == 2:
+    if case.status == 2 or argv[0] != "train":
         assert err == lines[:1], f"a refusal is one line: {err}"
     after = _snapshot(ws)
     changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
@@ -395,3 +475,111 @@ def test_folder_refusals(ws):
     _png(ws / "data" / "masks" / "a.png", colour)
     with pytest.raises(ValueError, match="a.png is a colour image"):
         ImageMaskFolder(ws / "data" / "images", ws / "data" / "masks")[0]
+
+
+# --- what a refusal row cannot show ----------------------------------------------------------------
+
+def test_ctrl_c_keeps_whole_masks_and_skip_existing_continues(ws, capsys, monkeypatch):
+    import unet_course.tiling
+
+    real, calls = unet_course.tiling.predict_tiled, []
+
+    def interrupted_on_the_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(unet_course.tiling, "predict_tiled", interrupted_on_the_second_image)
+    argv = ["predict", str(ws / "run"), str(ws / "images"), str(ws / "masks"), "--quiet"]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "unet-course predict: interrupted; every mask written is complete (none is half-written); continue with the "
+        "same command plus --skip-existing"]
+    assert sorted(path.name for path in (ws / "masks").iterdir()) == ["a.png"]  # whole, and no .part file
+    first = (ws / "masks" / "a.png").read_bytes()
+    monkeypatch.setattr(unet_course.tiling, "predict_tiled", real)
+    assert main(argv) == 2 and "--skip-existing to keep them" in capsys.readouterr().err
+    assert main(argv + ["--skip-existing"]) == 0
+    assert "wrote 1 mask(s)" in capsys.readouterr().err
+    assert sorted(path.name for path in (ws / "masks").iterdir()) == ["a.png", "b.png"]
+    assert (ws / "masks" / "a.png").read_bytes() == first
+
+
+@pytest.mark.parametrize("pixels, dtype, said", [
+    (255, np.float32, r"b.tif holds 32-bit float pixels from 0 to 255, read as stored, but the network expects 0–1"),
+    (4000, np.uint16, r"b.tif is a 16-bit image whose pixels reach only 4000 of 65535 \(12-bit camera data\?\)"),
+])
+def test_an_image_far_from_the_trained_range_is_read_as_stored_with_one_warning(ws, capsys, pixels, dtype, said):
+    image = np.asarray(Image.open(ws / "images" / "b.png")).astype(np.float64) / 255 * pixels
+    (ws / "images" / "b.png").unlink()
+    Image.fromarray(image.astype(dtype)).save(ws / "images" / "b.tif")
+    capsys.readouterr()
+    assert main(["predict", str(ws / "run"), str(ws / "images"), str(ws / "masks"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and re.match(f"unet-course predict: warning: .*{said}", err[0]), err
+    assert err[1].startswith("wrote 2 mask(s)")  # normalising is the user's choice: the file is read as documented
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_files_get_the_mode_of_the_umask(ws, umask, mode, monkeypatch):
+    import os
+
+    previous = os.umask(umask)
+    try:
+        assert main(["train", *SYNTHETIC, "--steps", "1", "--out", str(ws / "out")]) == 0
+        assert main(["predict", str(ws / "out"), str(ws / "images"), str(ws / "masks"), "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    written = [*(ws / "out").iterdir(), *(ws / "masks").iterdir()]
+    assert len(written) == 5 and {path.stat().st_mode & 0o777 for path in written} == {mode}
+
+
+def test_a_run_carries_the_sha256_of_its_weights(ws):
+    from unet_course.runs import RunError, load_run, weights_sha256
+
+    state = read_checkpoint(ws / "run" / "checkpoint.pt")
+    config = json.loads((ws / "run" / "model.json").read_text())
+    assert state["model_sha256"] == config["weights_sha256"] == weights_sha256(state["model"])
+    channels_last = {key: value.contiguous(memory_format=torch.channels_last) if value.ndim == 4 else value
+                     for key, value in state["model"].items()}
+    assert weights_sha256(channels_last) == state["model_sha256"]  # the values, not their layout in memory
+    _flipped_weights(ws)
+    with pytest.raises(RunError, match=r"checkpoint .* is damaged: its weights do not match the SHA-256"):
+        load_run(ws / "run")
+
+
+def test_only_rank_0_speaks_under_torchrun(ws, capsys, monkeypatch):
+    import unet_course.cli
+
+    monkeypatch.setattr(unet_course.cli, "QUIET_RANK_WAIT_S", 0.0)
+    argv = ["predict", str(ws / "run"), str(ws / "images"), str(ws / "images"), "--quiet"]
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2 and "is the input folder" in capsys.readouterr().err
+
+
+def test_the_advice_after_a_divergence_is_a_command_that_works(ws, capsys, monkeypatch):
+    import unet_course.train
+
+    argv = ["train", *SYNTHETIC, "--out", str(ws / "run"), "--resume", "--steps", "5"]
+    with monkeypatch.context() as patched:
+        patched.setattr(unet_course.train, "paper_loss", lambda *tensors: torch.tensor(float("nan")))
+        assert main(argv) == 1
+    advice = re.search(r"the same command (with --overwrite instead of --resume) and (--lr \S+) \(now",
+                       capsys.readouterr().err)
+    assert advice and advice[2] == "--lr 0.0003"  # a tenth of the smoke budget's 0.003
+    advised = [arg for arg in argv if arg != "--resume"] + ["--overwrite", *advice[2].split()]
+    assert main(advised) == 0
+    assert json.loads((ws / "run" / "model.json").read_text())["lr"] == 0.0003
+
+
+def test_resume_continues_on_the_runs_own_folder_of_data(ws, monkeypatch):
+    argv = ["train", "--data", str(ws / "data"), "--steps", "1", "--out", str(ws / "out"), *TINY]
+    assert main(argv) == 0
+    assert json.loads((ws / "out" / "model.json").read_text())["data"] == str((ws / "data").resolve())
+    monkeypatch.chdir(ws)  # the same folder named relative to another working directory
+    assert main(["train", "--data", "data", "--steps", "2", "--out", "out", "--resume", *TINY]) == 0
+    assert main(["train", "--steps", "3", "--out", "out", "--resume", *TINY]) == 0  # --data left out: the run's
+    assert json.loads((ws / "out" / "model.json").read_text())["data"] == str((ws / "data").resolve())

@@ -58,8 +58,19 @@ def _entry(name: str) -> dict:
     return PRETRAINED[name]
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_VAR, Path.home() / ".cache" / "unet_course"))
+def _cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$UNET_COURSE_CACHE``, else ``~/.cache/unet_course``; refused if a file."""
+    if cache_dir is not None:
+        folder, named = Path(cache_dir), f"cache_dir={str(cache_dir)!r}"
+    elif CACHE_VAR in os.environ:
+        folder, named = Path(os.environ[CACHE_VAR]), f"${CACHE_VAR}={os.environ[CACHE_VAR]}"
+    else:
+        folder, named = Path.home() / ".cache" / "unet_course", "the default cache"
+    blocking = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ValueError(f"{named}: {blocking} is a file, not a folder; point {CACHE_VAR} or cache_dir at a folder "
+                         f"for downloaded checkpoints")
+    return folder
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,16 +88,27 @@ def _read(name: str, cache_dir: str | os.PathLike | None, download: bool) -> dic
     entry = _entry(name)
     if entry.get("shipped"):
         return _shipped(entry["file"], entry["sha256"])
-    path = Path(cache_dir or _cache_dir()) / entry["file"]
+    path = _cache_dir(cache_dir) / entry["file"]
+    damaged = path.is_file() and sha256_of(path) != entry["sha256"]
     if download:
         try:  # returns at once when the cached file is there and verified
             download_file(weights_url(name), path, entry["sha256"])
         except DownloadError as error:
+            if damaged:  # download_file's advice would be to place the file where a damaged one already is
+                raise DownloadError(f"the cached {path} failed its SHA-256 check (damaged or incomplete), and a fresh "
+                                    f"copy could not be fetched ({error.__cause__ or error}); delete it and try again "
+                                    f"online, or download {entry['file']} elsewhere and copy it over the damaged one, "
+                                    f"or use the shipped 'isbi2012-cpu'.") from None
             raise DownloadError(f"{error} Offline, download {entry['file']} elsewhere and copy it to {path}, "
                                 f"or use the shipped 'isbi2012-cpu'.") from None
-    elif not (path.exists() and sha256_of(path) == entry["sha256"]):
-        what = "does not match its SHA-256" if path.exists() else "is missing"
-        raise FileNotFoundError(f"{path} {what}; call pretrained({name!r}, download=True) or copy "
+        except PermissionError as error:
+            raise PermissionError(f"cannot write to the cache folder {path.parent} ({error.strerror}); set "
+                                  f"{CACHE_VAR} or pass cache_dir= a folder you can write to") from None
+    elif damaged:
+        raise FileNotFoundError(f"the cached {path} failed its SHA-256 check (damaged or incomplete); delete it and "
+                                f"call pretrained({name!r}, download=True), or copy an intact {weights_url(name)} there")
+    elif not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; call pretrained({name!r}, download=True) or copy "
                                 f"{weights_url(name)} there")
     return read_checkpoint(path)
 

@@ -6,14 +6,21 @@ read them back here, so that a damaged or foreign file gets the same message eve
 resuming is refused for the same reasons in Python and on the command line. ``model.json``
 names things as :class:`UNet` and :func:`unet_course.fit` do: ``base_channels``, ``depth``,
 ``tile_size``, ``loss_weights``, plus the ``threshold`` chosen on the training images (chapter 7).
+
+A checkpoint carries the SHA-256 of its weights (``model_sha256``), and a finished run's
+``model.json`` the same digest (``weights_sha256``): flipped bits, or a ``model.json`` beside
+another run's weights, are refused on load rather than predicted with. Files written before
+the digests existed load without that check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pickle
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -26,10 +33,11 @@ from torch import nn
 from .arrays import THRESHOLD
 from .files import atomic_file
 from .models.unet import UNet
+from .sizes import check_model_size
 
 __all__ = ["RUN_FILES", "RunError", "History", "run_files", "config_path", "read_config", "write_config",
            "run_threshold", "model_from_config", "model_description", "read_checkpoint", "write_checkpoint",
-           "check_resume", "load_parameters", "load_run"]
+           "check_resume", "check_config_fits", "load_parameters", "load_run", "weights_sha256"]
 
 RUN_FILES = ("checkpoint.pt", "history.json", "model.json")  # what `unet-course train` writes to --out
 
@@ -148,6 +156,9 @@ def read_config(path: str | os.PathLike) -> dict:
         wrong.append("threshold")
     if config.get("padding", "valid") not in ("valid", "same"):
         wrong.append("padding")
+    if "weights_sha256" in config and not (isinstance(config["weights_sha256"], str)
+                                           and len(config["weights_sha256"]) == 64):
+        wrong.append("weights_sha256")
     if missing or wrong:
         what = ", ".join([f"no {key}" for key in missing] + [f"a bad {key}" for key in wrong])
         raise RunError(f"{path} is incomplete or damaged ({what}); restore the model.json written by "
@@ -162,7 +173,12 @@ def write_config(path: str | os.PathLike, config: dict) -> None:
 
 
 def model_from_config(config: dict) -> UNet:
-    """Rebuild the U-Net a ``model.json`` describes (the keys of :class:`UNet`; others are ignored)."""
+    """Rebuild the U-Net a ``model.json`` describes (the keys of :class:`UNet`; others are ignored).
+
+    Raises ``ValueError`` before allocating a model too large for this machine
+    (:func:`unet_course.sizes.check_model_size`).
+    """
+    check_model_size(config)
     return UNet(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
                 base_channels=config["base_channels"], depth=config["depth"],
                 padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
@@ -177,8 +193,32 @@ def model_description(model: nn.Module) -> dict:
     return described
 
 
+def weights_sha256(parameters: dict) -> str:
+    """The SHA-256 of a state dict's tensors: each name, dtype, shape and bytes, in name order (hex, 64 digits).
+
+    The same weights give the same digest on any device and memory layout; it is what a
+    checkpoint's ``model_sha256`` and a finished run's ``model.json`` ``weights_sha256`` hold.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(parameters):
+        value = parameters[name]
+        digest.update(f"{name}\0{getattr(value, 'dtype', type(value).__name__)}\0{tuple(getattr(value, 'shape', ()))}\0"
+                      .encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
 def write_checkpoint(path: str | os.PathLike | BinaryIO, **state) -> None:
-    """Save a checkpoint dictionary atomically (tensors, numbers, strings, lists, dicts), or into an open file."""
+    """Save a checkpoint dictionary atomically (tensors, numbers, strings, lists, dicts), or into an open file.
+
+    A ``model`` state dict gets its :func:`weights_sha256` beside it, as ``model_sha256``,
+    which :func:`read_checkpoint` checks.
+    """
+    if isinstance(state.get("model"), dict):
+        state["model_sha256"] = weights_sha256(state["model"])
     if isinstance(path, io.IOBase):
         torch.save(state, path)
         return
@@ -196,7 +236,9 @@ def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torc
     if not isinstance(path, io.IOBase) and not Path(path).exists():
         raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns before refusing a raw pickle; our message says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # torch's text would suggest weights_only=False, which can run code
         raise RunError(f"{name} holds Python objects besides tensors and numbers, which are not loaded because "
                        f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
@@ -206,7 +248,20 @@ def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torc
                        f"or use an intact copy") from None
     if not isinstance(state, dict):
         raise RunError(f"{name} is not a checkpoint of `unet-course train` (no state dict); train again")
+    _check_digest(state, name)
     return state
+
+
+def _check_digest(state: dict, name) -> None:
+    """Refuse a checkpoint whose weights no longer match the ``model_sha256`` written with them."""
+    parameters, recorded = state.get("model"), state.get("model_sha256")
+    if recorded is None or not isinstance(parameters, dict):
+        return  # written before checkpoints carried a digest
+    if any(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in parameters.values()):
+        return  # no bytes to hash
+    if weights_sha256(parameters) != recorded:
+        raise RunError(f"the checkpoint {name} is damaged: its weights do not match the SHA-256 written with them; "
+                       f"restore an intact copy, or train again")
 
 
 def check_resume(state: dict, path: str | os.PathLike, *, steps: int, world_size: int,
@@ -238,6 +293,39 @@ def check_resume(state: dict, path: str | os.PathLike, *, steps: int, world_size
                          f"pass the recorded settings, or train a new checkpoint")
 
 
+def _unet_shape(parameters: dict) -> dict:
+    """What a U-Net state dict's tensors say of the model: channels, classes, width, depth, batch norm."""
+    first, head = parameters.get("contracting.0.0.weight"), parameters.get("head.weight")
+    if not (isinstance(first, torch.Tensor) and first.ndim == 4 and isinstance(head, torch.Tensor) and head.ndim == 4):
+        return {}
+    levels = {key.split(".")[1] for key in parameters if key.startswith("contracting.")}
+    return {"in_channels": first.shape[1], "base_channels": first.shape[0], "depth": len(levels),
+            "num_classes": head.shape[0], "batch_norm": any(key.endswith("running_mean") for key in parameters)}
+
+
+def check_config_fits(config: dict, state: dict, checkpoint: Path, config_path: Path) -> None:
+    """Refuse a ``model.json`` whose model is not the one the checkpoint holds, before any model is built.
+
+    The sizes are read off the checkpoint's tensors; the padding (which leaves the tensors
+    alone) off the settings :func:`unet_course.fit` records in it; the ``weights_sha256`` of a
+    finished run's ``model.json`` must name the checkpoint's weights.
+    """
+    parameters = state.get("model", state)
+    described = {"in_channels": 1, "num_classes": 2, "batch_norm": False, "padding": "valid"} | config
+    stored = _unet_shape(parameters) | {key: value for key, value in state.get("settings", {}).items()
+                                        if key == "padding"}
+    differ = [f"{key} {described[key]!r} there, {value!r} in the checkpoint" for key, value in stored.items()
+              if described.get(key) != value]
+    if differ:
+        raise RunError(f"the checkpoint {checkpoint} does not fit the model in {config_path} ({'; '.join(differ)}); "
+                       f"keep each checkpoint with the model.json written beside it, or train again")
+    recorded = config.get("weights_sha256")
+    if recorded is not None and recorded != (state.get("model_sha256") or weights_sha256(parameters)):
+        raise RunError(f"{config_path} was written for other weights than those in {checkpoint} (its weights_sha256 "
+                       f"differs): keep each checkpoint with the model.json written beside it, or finish an "
+                       f"interrupted --resume with the same command")
+
+
 def load_parameters(model: nn.Module, state: dict, checkpoint: Path, config_path: Path) -> None:
     """Load a checkpoint's network parameters into ``model``, refusing another architecture or diverged ones."""
     parameters = state.get("model", state)
@@ -249,7 +337,7 @@ def load_parameters(model: nn.Module, state: dict, checkpoint: Path, config_path
                        f"keep each checkpoint with the model.json written beside it, or train again") from None
     if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
         raise RunError(f"the checkpoint {checkpoint} holds NaN or infinite weights: the training that wrote it "
-                       f"diverged; train again with a lower --lr")
+                       f"diverged; train a new run with a lower --lr (with --overwrite, or into another --out)")
 
 
 def load_run(run: str | os.PathLike) -> tuple[UNet, dict]:
@@ -262,6 +350,12 @@ def load_run(run: str | os.PathLike) -> tuple[UNet, dict]:
     """
     checkpoint, config_file = run_files(run)
     config = read_config(config_file)
+    state = read_checkpoint(checkpoint)
+    check_config_fits(config, state, checkpoint, config_file)  # the sizes are the checkpoint's: nothing huge is built
+    try:
+        check_model_size(config, what=str(config_file))
+    except ValueError as error:
+        raise RunError(str(error)) from None
     model = model_from_config(config)
-    load_parameters(model, read_checkpoint(checkpoint), checkpoint, config_file)
+    load_parameters(model, state, checkpoint, config_file)
     return model.eval(), config

@@ -6,17 +6,22 @@ same pixel pairs as the whole image. Training (:func:`unet_course.fit`), overlap
 prediction (:func:`unet_course.predict_tiled`) and the command line all ask this module,
 so that a wrong size gets the same message everywhere: what was wrong and the nearest
 valid sizes. Chapter 3 teaches the arithmetic; the size functions of a valid U-Net are
-in :mod:`unet_course.models.unet`.
+in :mod:`unet_course.models.unet`. The size of the model itself is checked here too
+(:func:`check_model_size`), against this machine's memory, before any model is built.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from torch import nn
 
-from .models.unet import UNet, unet_nearest_valid_sizes, unet_output_size, unet_valid_input_size
+from .models.unet import (UNet, unet_nearest_valid_sizes, unet_num_parameters, unet_output_size,
+                          unet_valid_input_size)
 
 __all__ = ["PAPER_TILE", "SAME_SIZE_TILE", "alignment", "check_tile_size", "training_tile_size", "check_image_fits",
-           "prediction_tile_size", "whole_image_tile_size"]
+           "prediction_tile_size", "whole_image_tile_size", "check_model_size"]
 
 PAPER_TILE = 572  # the paper's input tile (Fig. 1): 388² outputs
 SAME_SIZE_TILE = 512  # the default tile of models whose output has the input's size (smp.Unet)
@@ -148,3 +153,35 @@ def prediction_tile_size(model: nn.Module, height: int, width: int, context: int
     if getattr(model, "margin", 0) == 0:
         return whole_image_tile_size(model, max(SAME_SIZE_TILE, 8 * context), 1)
     return min(_valid_size(model, PAPER_TILE), whole_image_tile_size(model, height, width, context))
+
+
+def _memory_bytes() -> int | None:
+    """The memory this process may use: the machine's, or its container's limit where lower (None if unknown)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        return min(total, int(limit)) if limit.isdigit() else total
+    except OSError:
+        return total
+
+
+def check_model_size(config: dict, *, what: str = "the model") -> int:
+    """The parameter count of the U-Net ``config`` describes, refused before allocating when it cannot fit.
+
+    Training holds each parameter about four times (weights, gradient, momentum, a copy) as
+    float32; a model whose parameters alone, that many times over, exceed this machine's
+    memory raises ``ValueError`` naming ``what`` (a file, or the options that set the size).
+    """
+    count = unet_num_parameters(in_channels=config.get("in_channels", 1), num_classes=config.get("num_classes", 2),
+                                base_channels=config["base_channels"], depth=config["depth"],
+                                batch_norm=config.get("batch_norm", False))
+    memory = _memory_bytes()
+    if memory is not None and 16 * count > memory:
+        raise ValueError(f"{what}: UNet(base_channels={config['base_channels']}, depth={config['depth']}) has "
+                         f"{count:.3g} parameters, about {16 * count / 1e9:.3g} GB to train or "
+                         f"{4 * count / 1e9:.3g} GB to load, more than this machine's {memory / 1e9:.3g} GB; "
+                         f"use a smaller base_channels or depth (the paper: 64 and 4)")
+    return count

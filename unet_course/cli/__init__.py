@@ -16,7 +16,10 @@ turns what they raise into one line and an exit status. Chapters 6 and 7 teach w
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -38,11 +41,43 @@ def _status_and_message(error: Exception) -> tuple[int, str]:
         return 2, one_line(error)
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return 1, "the GPU ran out of memory; pass a smaller --tile-size or --batch-size"
+    if isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and _out_of_memory(str(error))):
+        return 1, ("this machine ran out of memory (RAM); pass a smaller --tile-size or --batch-size, or run on a "
+                   "machine with more memory")
     if isinstance(error, (CommandFailed, ChecksumError, DownloadError)):
         return 1, one_line(error)
     if isinstance(error, OSError):
         return 1, f"{one_line(error)}; check the path, its permissions and the free disk space"
     return 1, f"unexpected {type(error).__name__}: {one_line(error)}; run again with --debug to see where it happened"
+
+
+# torchrun stops every process as soon as one exits with an error, so the other ranks, which
+# print nothing, give rank 0 this long to print its line before they exit.
+QUIET_RANK_WAIT_S = 2.0
+
+
+def _out_of_memory(message: str) -> bool:
+    """Whether a RuntimeError is PyTorch failing to allocate host memory."""
+    return any(words in message for words in ("can't allocate memory", "not enough memory", "DefaultCPUAllocator"))
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (``RANK``), else 0: only rank 0 speaks, so each line is printed once."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _interrupted(args) -> str:
+    """What Ctrl-C left behind, and the command that continues."""
+    if args.command == "train":
+        return ("continue with the same command plus --resume" if (args.out / "checkpoint.pt").exists()
+                else "no step was saved yet; start again with --overwrite")
+    if args.command == "predict":
+        return ("every mask written is complete (none is half-written); continue with the same command plus "
+                "--skip-existing")
+    return "nothing was written"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,22 +86,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every error is one line on stderr, ``unet-course <command>: error: <what>; <how to fix>``:
     status 2 for a mistake in the command (a bad option, path or input file), 1 for a
     failure (training diverged, a damaged checkpoint, a failed download, a full disk).
-    ``--debug`` shows the traceback instead.
+    ``--debug`` shows the traceback instead. Warnings are one line each,
+    ``unet-course <command>: warning: ...``; Ctrl-C exits with 130 and says how to continue.
+    Under ``torchrun`` only rank 0 prints (the launcher then adds its own report).
     """
     args = build_parser().parse_args(argv)
+    speaks = _rank() == 0
     try:
-        return args.run_command(args)
+        with warnings.catch_warnings():
+            def show(message, category, *_, **__):  # a warning is one line too, from rank 0
+                if speaks:
+                    print(f"unet-course {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+            warnings.showwarning = show
+            return args.run_command(args)
     except KeyboardInterrupt:
-        if args.command == "train":
-            how = ("continue with the same command plus --resume" if (args.out / "checkpoint.pt").exists()
-                   else "no step was saved yet; start again with --overwrite")
-            print(f"unet-course train: interrupted; {how}", file=sys.stderr)
+        if speaks:
+            print(f"unet-course {args.command}: interrupted; {_interrupted(args)}", file=sys.stderr)
         return 130
     except Exception as error:
         if args.debug:
             raise
         status, message = _status_and_message(error)
-        print(f"unet-course {args.command}: error: {message}", file=sys.stderr)
+        if speaks:  # under torchrun every process fails alike; rank 0 says it once
+            print(f"unet-course {args.command}: error: {message}", file=sys.stderr)
+        else:
+            time.sleep(QUIET_RANK_WAIT_S)
         return status
 
 

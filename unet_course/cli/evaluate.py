@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..files import check_output_path
 from ..sizes import check_tile_size
 from .common import UserError, check_device, input_images
 from .parser import TTA_HELP, add_overwrite
@@ -58,7 +59,7 @@ def command(args) -> int:
     input_images(args.images, single_file=False)
     if not args.masks.is_dir():
         raise UserError(f"{args.masks} is not a folder: pass the folder of masks, named as the images")
-    out = args.out.resolve()
+    out = check_output_path(args.out, "--out").resolve()
     if out in (args.images.resolve(), args.masks.resolve()):
         raise UserError(f"--out {args.out} is the images or masks folder; pass a folder of its own for the report")
     check_report_folder(args.out, overwrite=args.overwrite)

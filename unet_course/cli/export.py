@@ -1,6 +1,7 @@
 """``unet-course export``: write a run as ONNX, TorchScript or a bioimage.io package, checked against PyTorch.
 
-The work is :func:`unet_course.export.export_run`'s; this module checks ``--out`` first.
+The work is :func:`unet_course.export.export_run`'s; this module checks ``--out`` first: never
+one of the files it reads (the run's checkpoint or ``model.json``), with or without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..files import check_output_path
 from .common import CommandFailed, UserError
 from .parser import add_overwrite
 
@@ -35,9 +37,16 @@ def add_arguments(export: argparse.ArgumentParser) -> None:
 def command(args) -> int:
     """``unet-course export``: write a run as ONNX, TorchScript or a bioimage.io package, checked against PyTorch."""
     from ..export import export_run
-    from ..hub import load_model
+    from ..hub import PRETRAINED, load_model
+    from ..runs import run_files
 
     model, config = load_model(args.run)
+    check_output_path(args.out, "--out")
+    if str(args.run) not in PRETRAINED or args.run.exists():
+        read = {path.resolve() for path in run_files(args.run)}
+        if args.out.resolve() in read:
+            raise UserError(f"--out {args.out} is a file this export reads from the run {args.run}; --overwrite "
+                            f"replaces earlier output, never an input: choose another path")
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; pass the path of the file to write")
     if args.out.exists() and not args.overwrite:

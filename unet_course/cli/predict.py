@@ -1,6 +1,8 @@
 """``unet-course predict``: one PNG mask per input image (or TIFF page), by overlap-tile prediction.
 
-Where each mask goes is planned, and every input read, before the first mask is written.
+Where each mask goes is planned, and every input read, before the first mask is written. Each
+mask is written whole or not at all, so after Ctrl-C the masks on disk are complete and
+``--skip-existing`` continues where the run stopped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..files import check_output_path
 from ..sizes import check_tile_size
 from .common import UserError, check_device, input_images
 from .parser import TTA_HELP, add_overwrite
@@ -32,6 +35,9 @@ def add_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--tile-size", type=int, default=None, help="input tile side (default: the training tile)")
     predict.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     add_overwrite(predict, "masks already in OUTPUT_DIR")
+    predict.add_argument("--skip-existing", action="store_true",
+                         help="leave the images whose masks are already in OUTPUT_DIR as they are, and segment the "
+                         "others (to continue a run stopped by Ctrl-C)")
 
 
 def _mask_names(path: Path) -> list[str]:
@@ -46,14 +52,21 @@ def _mask_names(path: Path) -> list[str]:
     return [f"{path.stem}.png"] if pages == 1 else [f"{path.stem}_{index:03d}.png" for index in range(pages)]
 
 
-def _planned_masks(files: list[Path], input_path: Path, output: Path, overwrite: bool) -> list[list[Path]]:
-    """Where each input's masks go; refuses collisions, inputs as outputs and unasked-for replacements."""
-    inputs, output = input_path.resolve(), output.resolve()
+def _planned_masks(files: list[Path], input_path: Path, output: Path, overwrite: bool,
+                   skip_existing: bool = False) -> list[list[Path]]:
+    """Where each input's masks go; refuses collisions, inputs as outputs and unasked-for replacements.
+
+    With ``skip_existing``, an input whose masks all exist gets an empty list (nothing to write).
+    """
+    inputs, output = input_path.resolve(), check_output_path(output, "OUTPUT_DIR").resolve()
     if output.exists() and not output.is_dir():
         raise UserError(f"{output} is a file; pass a folder for the masks")
     if input_path.is_dir() and (output == inputs or inputs in output.parents):
         raise UserError(f"the output folder {output} is the input folder or inside it; masks would mix with (or "
                         f"replace) the images: pass an output folder outside {inputs}")
+    if input_path.is_file() and output == inputs.parent:
+        raise UserError(f"the output folder {output} is the folder of the input {input_path.name}; masks would mix "
+                        f"with (or replace) the images beside it: pass an output folder of its own")
     planned, seen = [], {}
     sources = {path.resolve() for path in files}
     for path in files:
@@ -68,11 +81,13 @@ def _planned_masks(files: list[Path], input_path: Path, output: Path, overwrite:
                                 f"that holds no input images")
             seen[key] = path
         planned.append(masks)
+    if skip_existing:
+        return [[] if all(mask.exists() for mask in masks) else masks for masks in planned]
     existing = [mask.name for masks in planned for mask in masks if mask.exists()]
     if existing and not overwrite:
         listed = ", ".join(existing[:3]) + (" …" if len(existing) > 3 else "")
         raise UserError(f"{output} already holds {len(existing)} of the masks to write ({listed}); pass --overwrite "
-                        f"to replace them, or choose another output folder")
+                        f"to replace them, --skip-existing to keep them and segment the rest, or choose another output folder")
     return planned
 
 
@@ -98,6 +113,8 @@ def command(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.overwrite and args.skip_existing:
+        raise UserError("--overwrite replaces the masks in OUTPUT_DIR and --skip-existing keeps them; pass one of them")
     device = check_device(args.device) or best_device()
     model, config = load_model(args.run)
     tile = args.tile_size if args.tile_size is not None else config.get("tile_size")
@@ -105,18 +122,20 @@ def command(args) -> int:
         check_tile_size(tile, model, name="--tile-size" if args.tile_size is not None else f"the tile_size of {args.run}")
 
     files = input_images(args.input)
-    planned = _planned_masks(files, args.input, args.output, args.overwrite)
-    for path in tqdm(files, desc="checking", unit="image", disable=args.quiet, leave=False):
+    planned = _planned_masks(files, args.input, args.output, args.overwrite, args.skip_existing)
+    todo = [(path, masks) for path, masks in zip(files, planned) if masks]
+    for path, _ in tqdm(todo, desc="checking", unit="image", disable=args.quiet, leave=False):
         read_image_pages(path, channels=model.in_channels)  # unreadable or non-finite: fails before any mask
     model.to(device).eval()
     args.output.mkdir(parents=True, exist_ok=True)
     written = 0
-    for path, masks in tqdm(list(zip(files, planned)), desc="images", unit="image", disable=args.quiet):
+    for path, masks in tqdm(todo, desc="images", unit="image", disable=args.quiet):
         for image, mask_path in zip(read_image_pages(path, channels=model.in_channels), masks):
             probabilities = predict_tiled(model, torch.from_numpy(image).to(device), tile_size=tile,
                                           batch_size=args.batch_size, tta=args.tta)
             with atomic_file(mask_path) as (file, _):
                 Image.fromarray(_mask(probabilities, run_threshold(config))).save(file, format="PNG")
             written += 1
-    print(f"wrote {written} mask(s) to {args.output}", file=sys.stderr)
+    skipped = f" (kept {len(files) - len(todo)} image(s)' masks already there)" if len(todo) < len(files) else ""
+    print(f"wrote {written} mask(s) to {args.output}{skipped}", file=sys.stderr)
     return 0

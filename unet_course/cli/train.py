@@ -15,8 +15,9 @@ import torch
 
 from ..budget import TRAINING_RUNS
 from ..distributed import process_group
-from ..runs import RUN_FILES, RunError, check_resume, read_checkpoint, read_config, write_config
-from ..sizes import check_image_fits, check_tile_size
+from ..files import check_output_path
+from ..runs import RUN_FILES, RunError, check_resume, read_checkpoint, read_config, weights_sha256, write_config
+from ..sizes import check_image_fits, check_model_size, check_tile_size
 from .common import CommandFailed, UserError, as_option_error, check_device
 from .parser import add_overwrite
 
@@ -36,9 +37,9 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     """The options of ``train``."""
     from ..data.isbi import NUM_SLICES
 
-    train.add_argument("--data", default="synthetic-membranes", metavar="DATA",
+    train.add_argument("--data", default=None, metavar="DATA",
                        help="isbi2012, synthetic-cells, synthetic-membranes, or a folder holding images/ and "
-                       "masks/ with matching file names (default: synthetic-membranes)")
+                       "masks/ with matching file names (default: synthetic-membranes; with --resume, the run's)")
     train.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                        help="folder holding isbi2012/ (fetched there if missing); default $UNET_COURSE_DATA or ./data")
     train.add_argument("--out", type=Path, default=Path("runs/unet"), metavar="DIR",
@@ -158,6 +159,7 @@ def _check_run(args, run: dict) -> None:
         if run[option] < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {run[option]}")
     try:
+        check_model_size(run, what="--base-channels and --depth")  # before a model too large is allocated
         check_fit_arguments(steps=run["steps"], lr=run["lr"], momentum=args.momentum, batch_size=args.batch_size,
                             lr_schedule=run["lr_schedule"], loss_weights=run["loss_weights"],
                             num_workers=args.num_workers, eval_every=args.eval_every,
@@ -185,16 +187,36 @@ def _resumed_run(args, out: Path) -> tuple[dict, dict]:
     return stored, read_checkpoint(checkpoint)
 
 
+NAMED_DATA = ("isbi2012", *SYNTHETIC)
+
+
+def _data(args, stored: dict | None, config_path: Path) -> str:
+    """What ``--data`` trains on: as given (a folder as its absolute path), or, resuming, the run's own data."""
+    given = args.data
+    if stored is not None and "data" in stored:
+        recorded = stored["data"]
+        same = given is None or given == recorded or (given not in NAMED_DATA and recorded not in NAMED_DATA and
+                                                      Path(given).resolve() == Path(recorded).resolve())
+        if not same:
+            raise UserError(f"--data {given} differs from the run being resumed ({recorded} in {config_path}); leave "
+                            f"--data out to continue on its data, or train into a new --out folder")
+        return recorded
+    given = given or "synthetic-membranes"
+    return given if given in NAMED_DATA else str(Path(given).resolve())
+
+
 def _settings(args, out: Path):
     """The budget, the run's settings (budget ← stored run ← options) and, with ``--resume``, the stored run."""
     from ..budget import Budget, get_budget
 
     budget = Budget(args.budget, "from --budget") if args.budget else get_budget()
     run = dict(TRAINING_RUNS[budget.name])
+    check_output_path(out, "--out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for checkpoint.pt, history.json and model.json")
     existing = [name for name in RUN_FILES if (out / name).exists()]
     stored, state = _resumed_run(args, out) if args.resume else (None, None)
+    args.data = _data(args, stored, out / "model.json")
     if stored is not None:
         run.update({key: stored[key] for key in run if key in stored})
     elif existing and not args.overwrite:
@@ -251,7 +273,8 @@ def _train(args, device: torch.device | None) -> int:
     if stored is not None:  # a checkpoint of another model fails now, not after the data is prepared
         load_parameters(UNet(in_channels=channels, base_channels=run["base_channels"], depth=run["depth"]), state,
                         checkpoint, config_path)
-        config = {key: value for key, value in stored.items() if key != "threshold"} | {"steps": run["steps"]}
+        config = ({key: value for key, value in stored.items() if key not in ("threshold", "weights_sha256")}
+                  | {"steps": run["steps"]})
 
     # Every check has passed: from here on, files are written, by rank 0 alone under torchrun.
     wait_for_all()  # no process writes before every process has looked at what --out holds
@@ -272,8 +295,11 @@ def _train(args, device: torch.device | None) -> int:
                       device=device, seed=args.seed, progress=not args.quiet)
     except TrainingDiverged as error:
         kept = f"{checkpoint} keeps the last good step" if checkpoint.exists() else "no checkpoint was written"
+        how = "with --overwrite instead of --resume" if args.resume else "with --overwrite"
         raise CommandFailed(f"training diverged at step {error.step} (the loss became NaN or infinite); {kept}; "
-                            f"train again with a lower --lr (now {run['lr']}), or check the images") from None
+                            f"train a new run with a lower learning rate: the same command {how} and --lr "
+                            f"{run['lr'] / 10:g} (now {run['lr']:g}), or with --lr {run['lr'] / 10:g} and another "
+                            f"--out; or check the images") from None
     if rank == 0:
         _finish(model, train, history, config, out, device)
     return 0
@@ -290,5 +316,6 @@ def _finish(model, train, history, config: dict, out: Path, device) -> None:
 
         config["threshold"] = choose_threshold(model, train, device=device)
         summary += f", threshold {config['threshold']:.2f}"
+    config["weights_sha256"] = weights_sha256(model.state_dict())  # the weights checkpoint.pt holds now
     write_config(out / "model.json", config)
     print(summary, file=sys.stderr)

@@ -5,21 +5,44 @@ Images come back as float32 ``(C, H, W)`` at their real range: 8-bit values divi
 converted to the channels the model wants. Masks come back as class indices, with
 black-and-white 0/255 masks read as 0/1. A file that cannot be used (unreadable,
 non-finite pixels, a colour mask) raises ``ValueError`` naming the file and the fix.
+
+Pixels are never rescaled by what a file happens to hold: the same file reads the same in
+training and in prediction. An image far from the 0–1 range the networks see, a float
+image holding 0–255 (Fiji's 8-bit → 32-bit) or 12-bit camera data in a 16-bit file (at
+most 4095 of 65535), gets a :class:`RangeWarning` naming the file, its range and the fix.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_image_pages", "load_image", "read_mask", "check_mask_values",
+__all__ = ["IMAGE_EXTENSIONS", "RangeWarning", "read_image", "read_image_pages", "load_image", "read_mask", "check_mask_values",
            "image_files"]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 UINT16_MAX = 65535
+TWELVE_BIT_MAX = 4095  # a 16-bit file whose pixels stay at or below this holds 12-bit (or dimmer) data
+
+
+class RangeWarning(UserWarning):
+    """An image read at a range far from the 0–1 a network trained on 8- or 16-bit files sees."""
+
+
+def _warn_range(path, kind: str, low: float, high: float) -> None:
+    if kind == "float" and (high > 1.5 or low < -0.5):
+        warnings.warn(f"{path} holds 32-bit float pixels from {low:.4g} to {high:.4g}, read as stored, but the "
+                      f"network expects 0–1 (as 8-bit files / 255 give); divide by {high:.4g} (or 255 for "
+                      f"8-bit data) and save again, or save it as an 8- or 16-bit image", RangeWarning, stacklevel=4)
+    elif kind == "16-bit" and high <= TWELVE_BIT_MAX:
+        warnings.warn(f"{path} is a 16-bit image whose pixels reach only {high:g} of 65535 (12-bit camera data?), "
+                      f"so it reads as at most {high / UINT16_MAX:.3f} on the 0–1 scale the network expects; "
+                      f"stretch it to the full range (× 16 for 12-bit data) or save it as 8-bit", RangeWarning,
+                      stacklevel=4)
 
 
 def _cannot_read(path, error: Exception) -> ValueError:
@@ -53,10 +76,12 @@ def _as_float(page: Image.Image, channels: int, path) -> np.ndarray:
                 raise ValueError(f"{path} holds {int(bad.sum())} non-finite pixel value(s) (NaN or infinity); "
                                  f"replace them with finite numbers (e.g. 0 or the image's mean) and save it again")
             array = array.astype(np.float32)
+            _warn_range(path, "float", float(array.min(initial=0)), float(array.max(initial=0)))
         elif array.min(initial=0) < 0 or array.max(initial=0) > UINT16_MAX:
             raise ValueError(f"{path} holds 32-bit integer pixels from {array.min()} to {array.max()}, which have no "
                              f"fixed range; save it as an 8- or 16-bit image, or as 32-bit float")
         else:  # 16-bit, or 32-bit integers within the 16-bit range (how Pillow may open 16-bit PNGs)
+            _warn_range(path, "16-bit", 0, float(array.max(initial=0)))
             array = array.astype(np.float32) / UINT16_MAX
         if channels == 3:
             array = np.repeat(array[..., None], 3, axis=-1)
