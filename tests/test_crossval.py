@@ -13,7 +13,7 @@ from unet_course import crossval
 from unet_course.cli import main
 from unet_course.data import ISBI2012
 from unet_course.crossval import Fold, disjoint_folds, nvidia_folds, run_fold, summarize
-from unet_course.runs import read_checkpoint, read_config
+from unet_course.runs import load_run, read_checkpoint, read_config, weights_sha256
 
 
 def _nvidia_recipe(fold: int) -> tuple[list[int], list[int]]:
@@ -74,6 +74,8 @@ def test_a_fold_is_trained_calibrated_scored_and_kept(isbi_root, tmp_path, monke
     assert config["train_slices"] == [0, 1] and config["held_out_slices"] == [2]
     assert config["threshold"] == scores["threshold"] and config["base_channels"] == 8  # the smoke budget
     assert read_checkpoint(folder / "checkpoint.pt")["step"] == 2
+    model, stored = load_run(folder)  # a run folder like any other: predict and evaluate accept it
+    assert stored["weights_sha256"] == weights_sha256(model.state_dict())
     assert set(scores["per_slice"]) == set(crossval.SCORES) and scores["held_out"] == [2]
     assert set(scores["mean"]) == set(crossval.SCORES) | {"best_v_rand", "best_v_info"}
     stored = np.load(folder / "held_out_probabilities.npy")

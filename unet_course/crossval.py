@@ -35,7 +35,7 @@ from .files import atomic_file
 from .metrics import challenge_sweep, dice, nvidia_dice, nvidia_resize, pixel_error, rand_error, v_info, v_rand, \
     warping_error
 from .models.unet import UNet
-from .runs import read_checkpoint, write_config
+from .runs import read_checkpoint, weights_sha256, write_config
 
 __all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "fold_figures", "run_fold", "rescore", "summarize",
            "cross_validate", "published_summary"]
@@ -186,6 +186,7 @@ def run_fold(out: str | os.PathLike, fold: int | Fold, *, budget: str = "cpu", d
                   progress=progress)
     history.save(folder / "history.json")
     config["threshold"] = choose_threshold(model, train, device=device)
+    config["weights_sha256"] = weights_sha256(model.state_dict())  # the weights checkpoint.pt holds now
     write_config(config_path, config)
     probabilities = _held_out_probabilities(model, held_out, device)
     with atomic_file(folder / "held_out_probabilities.npy") as (file, _):
