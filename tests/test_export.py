@@ -129,3 +129,28 @@ def test_cli_export_and_its_refusals(tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(tiny_run), "--format", "keras", "--out", str(tmp_path / "a")])
     assert exit_.value.code == 2
+
+
+def test_a_package_of_an_isbi_run_carries_the_cross_validation_of_its_recipe(run, tmp_path):
+    from unet_course.crossval import published_summary
+
+    model, config = run
+    result = export_run(model, config | {"data": "isbi2012", "budget": "cpu"}, "bioimageio", tmp_path / "unet.zip")
+    assert result.validation.startswith("valid-format")
+    with zipfile.ZipFile(result.path) as package:
+        card = yaml.safe_load(package.read("rdf.yaml"))["config"]["bioimageio"]
+    summary = published_summary("cpu")
+    (evaluation,) = card["evaluations"]
+    row = evaluation["results"][evaluation["metrics"].index("nvidia_dice_388")]
+    assert row[-2:] == [round(summary["mean"]["nvidia_dice_388"], 4), round(summary["std"]["nvidia_dice_388"], 4)]
+    assert evaluation["evaluation_factors"][:2] == ["fold 0", "fold 1"] and evaluation["dataset_role"] == "unknown"
+    assert "cross-validation" in evaluation["results_summary"] and "NVIDIA" in evaluation["results_summary"]
+    assert card["training"]["optimizer_kwargs"] == {"lr": config["lr"], "momentum": 0.99}
+
+
+def test_a_package_of_a_synthetic_run_claims_no_held_out_figures(run, tmp_path):
+    model, config = run
+    result = export_run(model, config, "bioimageio", tmp_path / "unet.zip")
+    with zipfile.ZipFile(result.path) as package:
+        card = yaml.safe_load(package.read("rdf.yaml"))["config"]["bioimageio"]
+    assert not card.get("evaluations") and card["training"]["training_batch_size"] == 1

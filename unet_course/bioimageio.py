@@ -77,6 +77,64 @@ def _training_data(v, config: dict):
     return "the publisher's own images (not part of this package)", None  # a folder: its path stays private
 
 
+def _evaluations(v, config: dict) -> list:
+    """The held-out figures of the run's training recipe: its stored cross-validation on ISBI 2012, if any.
+
+    Only a run trained on ISBI 2012 under a budget whose cross-validation ships with the package
+    (:func:`unet_course.crossval.published_summary`) gets them: the figures of the recipe, each
+    fold's network scored on slices it never saw; the exported network itself may have seen them.
+    """
+    from .crossval import published_summary
+
+    if config.get("data") != "isbi2012":
+        return []
+    try:
+        summary = published_summary(config.get("budget", ""))
+    except FileNotFoundError:
+        return []
+    folds = summary["per_fold"]
+    names = list(summary["mean"])
+    rows = [[round(row[name], 4) for row in folds] + [round(summary["mean"][name], 4), round(summary["std"][name], 4)]
+            for name in names]
+    return [v.Evaluation(
+        dataset_id=v.DatasetId("isbi2012"), dataset_source=v.HttpUrl(ISBI2012_URL),
+        dataset_role="unknown", sample_count=sum(len(row["held_out"]) for row in folds),
+        evaluation_factors=[f"fold {row['index']}" for row in folds] + ["mean", "std"],
+        evaluation_factors_long=[f"held-out slices {sorted(row['held_out'])}" for row in folds]
+        + [f"mean over the {len(folds)} folds", "sample standard deviation over the folds"],
+        metrics=names, metrics_long=[CROSSVAL_METRICS.get(name, name) for name in names], results=rows,
+        results_summary=f"{len(folds)}-fold cross-validation of this network's training recipe (the "
+        f"{summary['budget']} budget of unet-course) on the 30 ISBI 2012 training slices, {summary['split']} split "
+        "(NVIDIA DeepLearningExamples UNet_Medical's folds): each fold's network trained on 24 slices, its threshold "
+        "chosen on them, and scored on its 6 held-out slices. The exported network is one more run of the same "
+        "recipe and may have trained on any of these slices, hence the role 'unknown'.")]
+
+
+CROSSVAL_METRICS = {
+    "pixel_error": "pixel error at the fold's threshold (ISBI 2012), lower is better",
+    "rand_error": "foreground-restricted Rand error (ISBI 2012), lower is better",
+    "warping_error": "warping error (Jain et al. 2010), lower is better",
+    "v_rand": "V_Rand after border thinning at the fold's threshold (Arganda-Carreras et al. 2015)",
+    "v_info": "V_Info after border thinning at the fold's threshold (Arganda-Carreras et al. 2015)",
+    "best_v_rand": "V_Rand, best over thresholds 0, 0.1, ..., 0.9 of the mean over slices, as the challenge reports",
+    "best_v_info": "V_Info, best over thresholds of the mean over slices, as the challenge reports",
+    "nvidia_dice": "NVIDIA UNet_Medical's evaluation Dice (soft, mean of both classes) at 512x512",
+    "nvidia_dice_388": "NVIDIA UNet_Medical's evaluation Dice after resizing to 388x388, as their loader does",
+    "dice": "hard Dice of the cell class at the fold's threshold",
+}
+
+
+def _training_details(v, config: dict):
+    """How the run was trained, in the spec's words (SGD with the paper's momentum, the course's schedule)."""
+    return v.TrainingDetails(
+        optimizer="torch.optim.SGD", optimizer_kwargs={"lr": config.get("lr"), "momentum": 0.99},
+        learning_rate_schedule=config.get("lr_schedule"), initial_learning_rate=config.get("lr"),
+        training_batch_size=1, loss_function="unet_course.losses.weighted_cross_entropy",
+        loss_function_kwargs={"loss_weights": config.get("loss_weights")},
+        training_preprocessing=f"random tiles of {config.get('tile_size')} px, flips, quarter turns and elastic "
+        f"deformation (unet_course.augment); {config.get('steps')} steps")
+
+
 def _description(v, model: UNet, config: dict, folder: Path, test_shape: tuple[int, int]):
     smallest, step = size_rule(model)
     generator = np.random.default_rng(0)
@@ -130,9 +188,11 @@ def _description(v, model: UNet, config: dict, folder: Path, test_shape: tuple[i
         documentation=v.FileDescr(source=folder / "README.md"),
         tags=["unet", "segmentation", "2d"] + (["electron-microscopy"] if config.get("data") == "isbi2012" else []),
         inputs=inputs, outputs=outputs, weights=weights, training_data=training_data,
-        config={"unet_course": {"base_channels": model.base_channels, "depth": model.depth, "halo": margin,
-                                "min_size": smallest, "step": step, "threshold": run_threshold(config),
-                                "tile_size": config.get("tile_size")}},
+        config=v.Config(bioimageio=v.BioimageioConfig(training=_training_details(v, config),
+                                                      evaluations=_evaluations(v, config)),
+                        unet_course={"base_channels": model.base_channels, "depth": model.depth, "halo": margin,
+                                     "min_size": smallest, "step": step, "threshold": run_threshold(config),
+                                     "tile_size": config.get("tile_size")}),
     )
 
 
