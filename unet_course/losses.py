@@ -1,7 +1,7 @@
 """The paper's energy: a pixel-wise softmax with a weighted cross-entropy loss.
 
 Ronneberger, Fischer & Brox (2015), eq. (1): ``E = Σ_x w(x) · log p_ℓ(x)(x)`` (taken with a
-minus sign, so it is minimised), with the weight map ``w`` of :mod:`unet_course.weights`.
+minus sign, so it is minimised), with the weight map ``w`` of :mod:`unet_course.weight_map`.
 A valid-convolution U-Net predicts a smaller map than its input; :func:`center_crop`
 cuts the target and weights to match. Same-size models (e.g. ``smp.Unet``) need no crop.
 """

@@ -37,9 +37,9 @@ from .runs import History, check_resume, model_description, read_checkpoint, wri
 from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
 from .streaming import Augment, Sample
 from .tiling import predict_tiled
-from .weights import check_border_args
+from .weight_map import check_border_args
 
-__all__ = ["TrainingDiverged", "fit", "check_fit_arguments", "evaluate", "paper_loss", "scheduled_lr",
+__all__ = ["TrainingDiverged", "fit", "check_fit_arguments", "validate", "paper_loss", "scheduled_lr",
            "autocast_dtype", "LR_SCHEDULES"]
 
 
@@ -85,12 +85,14 @@ def autocast_dtype(device: torch.device | str, amp: bool | str | None = None) ->
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
+def validate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
     """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions).
 
+    The figures :func:`fit` records on ``val_data`` while it trains; chapters 4 and 6 use it.
+    (A folder of held-out images is scored, with the paper's metrics and a report, by
+    :func:`~unet_course.evaluation.evaluate_folder` and ``unet-course evaluate``.)
     ``data`` yields ``(image (C, H, W), mask (H, W), ...)``; ``tile_size`` defaults to one
-    tile covering each whole image. :func:`fit` validates with it; chapters 4 and 6 use it.
-    Returns ``{"loss": float, "iou": float}``.
+    tile covering each whole image. Returns ``{"loss": float, "iou": float}``.
     """
     losses, ious = [], []
     for index in range(len(data)):
@@ -398,7 +400,7 @@ def fit(
         history.record(step + 1, loss_value, time.perf_counter() - began)
         bar.set_postfix(loss=f"{history.smoothed_loss()[-1]:.4f}")
         if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            figures = evaluate(model, val_data, device=device) if rank == 0 else None
+            figures = validate(model, val_data, device=device) if rank == 0 else None
             history.record_validation(step + 1, **share_from_main(figures))
             if progress:
                 bar.write(history.last_validation(eval_every))
