@@ -20,8 +20,7 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arrays import THRESHOLD, above_threshold, label_components
-from .budget import model_device
+from .arrays import THRESHOLD, above_threshold, label_components, model_device
 from .calibrate import threshold_sweep
 from .data.folder import ImageMaskFolder
 from .metrics import dice, iou, match_instances, pixel_error, rand_error, warping_error

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .arrays import model_device
 from .augment import orient, undo_orient
 from .sizes import alignment, check_tile_size, prediction_tile_size, whole_image_tile_size
 
@@ -132,8 +133,8 @@ def predict_tiled(
     single = images.ndim == 3
     images = images[None] if single else images
     num_images, channels, height, width = images.shape
+    device = model_device(model, default=images.device)
     parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else images.device
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
 
     modes = [(module, module.training) for module in model.modules()]
