@@ -12,7 +12,6 @@ under ``torchrun`` it trains in several processes (:mod:`unet_course.distributed
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -31,7 +30,7 @@ from .batches import check_loss_weights, item_preparer, training_batches, traini
 from .budget import best_device
 from .distributed import (gather_objects, mean_over_processes, process_device, process_group, replicate,
                           share_from_main, wait_for_all)
-from .losses import center_crop, weighted_cross_entropy
+from .losses import center_crop, takes_weight_map, weighted_cross_entropy
 from .metrics import iou
 from .runs import History, check_resume, model_description, read_checkpoint, write_checkpoint
 from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
@@ -109,17 +108,6 @@ def paper_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Ten
     return weighted_cross_entropy(logits, target, weight_map)
 
 
-def _takes_weight_map(loss: Callable) -> bool:
-    """Whether ``loss`` takes a third positional argument (the weight map) besides logits and target."""
-    function = loss.forward if isinstance(loss, nn.Module) else loss
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
-
-
 class _Trainer:
     """The state of one run: model, SGD optimizer, gradient scaler, random stream; one step, save, restore.
 
@@ -143,7 +131,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(seed)
         self.loss = loss or paper_loss
-        self.pass_weight_map = loss is None or _takes_weight_map(loss)
+        self.pass_weight_map = loss is None or takes_weight_map(loss)
         torch.manual_seed(seed + self.rank)  # drop-out: each process its own masks
 
     def step(self, batch: Sample, lr: float, step: int) -> float:
@@ -204,11 +192,6 @@ class _Trainer:
         """The history and step of the checkpoint at ``path``, after checking it was trained the same way."""
         state = read_checkpoint(path, map_location=self.device)
         check_resume(state, path, steps=steps, world_size=self.world_size, settings=settings)
-        recorded = state.get("settings", {})
-        if settings["lr_schedule"] != "constant" and recorded.get("steps", steps) != steps:
-            warnings.warn(f"resuming a {settings['lr_schedule']} schedule planned for {recorded['steps']} steps to "
-                          f"{steps}: the learning rate follows the new length from step {state['step']} on",
-                          stacklevel=4)  # restore ← start ← fit ← the caller
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
