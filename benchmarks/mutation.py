@@ -47,7 +47,7 @@ TARGETS = [
     Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py",
                                                "tests/test_mutation_augment.py")),
     Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py", "tests/test_mutation_tiling.py")),
-    Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py",
+    Target("weight map", "unet_course/weight_map.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py",
                                                    "tests/test_mutation_weights.py")),
     Target("unet", "unet_course/models/unet.py", ("tests/test_unet.py",)),
     Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),

@@ -18,6 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from unet_course import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from unet_course.augment import orient, undo_orient
 
 
 def _batch(n: int = 2, height: int = 40, width: int = 56, seed: int = 0):
@@ -285,3 +286,45 @@ def test_benchmark_smoke_mode_runs():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| unet_course.elastic_deform |" in result.stdout
     assert "wrote" not in result.stdout  # smoke mode never overwrites the published table
+
+
+SQUARE = torch.arange(9).reshape(3, 3)  # every entry distinct, so every view can be told apart
+# The 8 views of SQUARE, worked out by hand: a counter-clockwise quarter turn (as torch.rot90), then the mirror.
+VIEWS = {
+    (0, False): [[0, 1, 2], [3, 4, 5], [6, 7, 8]],
+    (1, False): [[2, 5, 8], [1, 4, 7], [0, 3, 6]],
+    (2, False): [[8, 7, 6], [5, 4, 3], [2, 1, 0]],
+    (3, False): [[6, 3, 0], [7, 4, 1], [8, 5, 2]],
+    (0, True): [[2, 1, 0], [5, 4, 3], [8, 7, 6]],
+    (1, True): [[8, 5, 2], [7, 4, 1], [6, 3, 0]],  # the anti-diagonal mirror
+    (2, True): [[6, 7, 8], [3, 4, 5], [0, 1, 2]],  # upside down
+    (3, True): [[0, 3, 6], [1, 4, 7], [2, 5, 8]],  # the transpose
+}
+
+
+@pytest.mark.parametrize("quarter_turns, flip", sorted(VIEWS))
+def test_each_of_the_8_views_turns_then_mirrors(quarter_turns, flip):
+    assert orient(SQUARE, quarter_turns, flip).tolist() == VIEWS[quarter_turns, flip]
+    assert torch.equal(orient(SQUARE, quarter_turns + 4, int(flip) + 2), orient(SQUARE, quarter_turns, flip))
+    assert torch.equal(undo_orient(orient(SQUARE, quarter_turns, flip), quarter_turns, flip), SQUARE)
+    assert torch.equal(orient(undo_orient(SQUARE, quarter_turns, flip), quarter_turns, flip), SQUARE)
+
+
+def test_undo_orient_inverts_a_batch_of_oblong_images():
+    images = torch.rand(2, 3, 5, 7)
+    for (quarter_turns, flip) in VIEWS:
+        viewed = orient(images, quarter_turns, flip)
+        assert viewed.shape == ((2, 3, 7, 5) if quarter_turns % 2 else (2, 3, 5, 7))
+        assert torch.equal(undo_orient(viewed, quarter_turns, flip), images)
+
+
+def test_the_8_views_are_the_dihedral_group_of_the_square():
+    views = {key: orient(SQUARE, *key) for key in VIEWS}
+    as_key = {tuple(view.flatten().tolist()): key for key, view in views.items()}
+    assert len(as_key) == 8  # 8 different symmetries of the square, the identity among them
+    assert as_key[tuple(SQUARE.flatten().tolist())] == (0, False)
+    for first in VIEWS:  # closed: a view of a view is a view, and so is undoing one
+        assert tuple(undo_orient(SQUARE, *first).flatten().tolist()) in as_key
+        for second in VIEWS:
+            assert tuple(orient(views[first], *second).flatten().tolist()) in as_key
+    assert orient(SQUARE, 1, False).flip(-1).tolist() == VIEWS[1, True]  # turn first, then mirror

@@ -54,7 +54,8 @@ def test_numbers_are_those_of_the_metric_functions(report, tiny_run, isbi_root):
         assert [row["dice_0"], row["dice_1"]] == dice(probability, truth, threshold=threshold).tolist()
         assert row["rand_error"] == rand_error(probability, truth, threshold=threshold)
         assert row["warping_error"] == warping_error(probability, truth, threshold=threshold)
-        match = match_instances(label_components(probability > threshold), label_components(truth == 1), 0.5)[0]
+        match = match_instances(label_components(probability > threshold), label_components(truth == 1),
+                                iou_thresholds=0.5)[0]
         assert row["instance_f1"] == pytest.approx(match.f1, nan_ok=True)
     for column in ("pixel_error", "iou_1", "rand_error", "warping_error"):
         assert report.overall[column] == pytest.approx(np.mean([row[column] for row in report.rows[:-1]]))

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from unet_course import center_crop, semantic_target, unet_weight_map, weighted_cross_entropy
 from unet_course.data import synthetic_cells
+from unet_course.losses import takes_weight_map
 
 
 def random_batch(n=2, k=3, height=10, width=12, seed=0):
@@ -114,3 +115,16 @@ def test_with_a_same_size_smp_model():
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     assert model.segmentation_head[0].weight.grad.abs().sum() > 0
+
+
+def test_takes_weight_map_reads_the_losss_positional_arguments():
+    class Dice(torch.nn.Module):
+        def forward(self, logits, target):
+            return logits.mean()
+
+    assert takes_weight_map(weighted_cross_entropy)
+    assert takes_weight_map(lambda logits, target, weight_map: logits.mean())
+    assert takes_weight_map(lambda *tensors: tensors[0].mean())
+    assert not takes_weight_map(lambda logits, target: logits.mean())
+    assert not takes_weight_map(lambda logits, target, *, weight_map=None: logits.mean())  # keyword only: not passed
+    assert not takes_weight_map(Dice()) and not takes_weight_map(torch.nn.CrossEntropyLoss())

@@ -21,7 +21,7 @@ def row(*segments: tuple[int, int, int], length: int = 30) -> np.ndarray:
 def test_counts_by_hand():
     truth = row((1, 0, 4), (2, 10, 14))
     pred = row((7, 0, 3), (8, 13, 14), (9, 20, 25))  # IoU 3/4 with 1, 1/4 with 2, a false positive
-    strict, loose = match_instances(pred, truth, thresholds=(0.5, 0.2))
+    strict, loose = match_instances(pred, truth, iou_thresholds=(0.5, 0.2))
     assert (strict.tp, strict.fp, strict.fn) == (1, 2, 1)
     assert strict.precision == pytest.approx(1 / 3) and strict.recall == 0.5 and strict.f1 == pytest.approx(0.4)
     assert strict.matched_iou == 0.75
@@ -33,7 +33,7 @@ def test_below_one_half_the_matching_is_optimal_not_greedy():
     truth = row((1, 0, 10), (2, 10, 20))
     pred = row((3, 0, 3), (4, 3, 15))  # 4 overlaps 1 (7/15) and 2 (5/17); 3 overlaps only 1 (3/10)
     # greedy by IoU would pair 4 with 1 and leave 3 unmatched; the best pairs 4-2 and 3-1
-    (result,) = match_instances(pred, truth, thresholds=0.25)
+    (result,) = match_instances(pred, truth, iou_thresholds=0.25)
     assert result.tp == 2 and result.matched_iou == pytest.approx((5 / 17 + 3 / 10) / 2)
 
 
@@ -52,12 +52,12 @@ def test_pairs_above_one_half_agree_with_an_optimal_matching():
     truth = synthetic_cells(128, seed=5).labels
     pred = ndimage.grey_dilation(np.roll(truth, (2, -1), axis=(0, 1)), size=3)
     ious, _, _ = instance_iou(pred, truth)
-    for threshold in (0.5, 0.7, 0.8, 0.9):
-        gain = np.where(ious > threshold, 1.0, 0.0)
+    for iou_threshold in (0.5, 0.7, 0.8, 0.9):
+        gain = np.where(ious > iou_threshold, 1.0, 0.0)
         rows, cols = linear_sum_assignment(gain, maximize=True)
-        (result,) = match_instances(pred, truth, thresholds=threshold)
+        (result,) = match_instances(pred, truth, iou_thresholds=iou_threshold)
         assert result.tp == int(gain[rows, cols].sum())
-    at_half, at_08 = match_instances(pred, truth, thresholds=(0.5, 0.8))
+    at_half, at_08 = match_instances(pred, truth, iou_thresholds=(0.5, 0.8))
     assert 0 < at_08.tp < at_half.tp  # a stricter threshold counts fewer detections
 
 
@@ -83,5 +83,5 @@ def test_empty_images():
 def test_mistakes_raise_helpful_errors():
     with pytest.raises(ValueError, match="skimage.measure.label"):
         match_instances(np.zeros((3, 3), np.float32), np.zeros((3, 3), int))
-    with pytest.raises(ValueError, match="\\[0, 1\\)"):
-        match_instances(np.zeros((3, 3), int), np.zeros((3, 3), int), thresholds=(0.5, 1.0))
+    with pytest.raises(ValueError, match="iou_thresholds must be IoU values in \\[0, 1\\)"):
+        match_instances(np.zeros((3, 3), int), np.zeros((3, 3), int), iou_thresholds=(0.5, 1.0))

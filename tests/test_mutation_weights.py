@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from unet_course.weights import border_weight_map, class_weight_map, instances_from_mask, unet_weight_map
+from unet_course.weight_map import border_weight_map, class_weight_map, instances_from_mask, unet_weight_map
 
 
 def _z(*shape, dtype=np.int32):

@@ -23,7 +23,7 @@ from PIL import Image
 from unet_course.cli import main
 from unet_course.runs import read_checkpoint, write_checkpoint
 from unet_course.train import TrainingDiverged
-from unet_course.weights import class_weight_map, unet_weight_map
+from unet_course.weight_map import class_weight_map, unet_weight_map
 
 TINY = ["--base-channels", "4", "--depth", "2", "--tile-size", "60", "--quiet"]
 SYNTHETIC = ["--data", "synthetic-membranes", "--images", "2", "--image-size", "64", "--held-out", "1", *TINY]

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from unet_course.augment import elastic_deform
+from unet_course.augment import elastic_deform, orient
 from unet_course.data import SyntheticCells
 from unet_course.models.unet import UNet
-from unet_course.streaming import TileSampler, augment_tiles, orient, tile_loader
+from unet_course.streaming import TileSampler, augment_tiles, tile_loader
 from unet_course.batches import batch_on_device, paper_augmentation, prepare_samples, random_tiles
 from unet_course.runs import read_checkpoint
 from unet_course.train import fit

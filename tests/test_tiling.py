@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet_course import UNet, mirror_pad, predict_tiled
+from unet_course.arrays import model_device
 from unet_course.tiling import dihedral_transforms
 
 
@@ -192,3 +193,13 @@ def test_effective_receptive_field():
         effective_receptive_field(UNet(base_channels=4, depth=2), torch.rand(1, 44, 44))
     with pytest.raises(ValueError, match="mass"):
         effective_receptive_field(box, tile, mass=0)
+
+
+def test_the_device_is_the_one_asked_for_else_the_models_else_the_default():
+    model = UNet(base_channels=4, depth=2).to("meta")  # a stand-in for a GPU
+    assert model_device(model) == torch.device("meta")
+    assert model_device(model, "cpu") == torch.device("cpu")
+    assert model_device(nn.ReLU()) == torch.device("cpu")
+    assert model_device(nn.ReLU(), default="meta") == torch.device("meta")
+    assert model_device(nn.ReLU(), "cpu", default="meta") == torch.device("cpu")
+

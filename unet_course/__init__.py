@@ -12,7 +12,7 @@ from .models.fcn import PatchClassifier, convolutionalize
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
 from .sizes import check_tile_size
 from .tiling import mirror_pad, predict_tiled
-from .weights import (
+from .weight_map import (
     border_weight_map,
     class_weight_map,
     instances_from_mask,
@@ -40,7 +40,7 @@ from .metrics import (
     warping_error,
 )
 from .runs import History
-from .train import evaluate, fit, paper_loss
+from .train import fit, paper_loss, validate
 from .hub import pretrained, pretrained_config
 from .calibrate import choose_threshold
 from .evaluation import evaluate_folder
@@ -50,7 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "History",
     "fit",
-    "evaluate",
+    "validate",
     "paper_loss",
     "pretrained",
     "pretrained_config",

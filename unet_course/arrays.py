@@ -1,4 +1,5 @@
-"""Small conversions every module needs once: tensors to numpy, sizes to shapes, masks to components.
+"""Small conversions every module needs once: tensors to numpy, sizes to shapes, masks to components,
+a model to the device it computes on.
 
 The metrics, the weight maps and the plots compute on numpy arrays on the CPU; they take
 tensors too and convert them here, in one way.
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["ArrayLike", "THRESHOLD", "to_numpy", "as_shape", "label_components", "above_threshold"]
+__all__ = ["ArrayLike", "THRESHOLD", "to_numpy", "as_shape", "label_components", "above_threshold", "model_device"]
 
 ArrayLike = np.ndarray | torch.Tensor
 THRESHOLD = 0.5  # the default cut of P(class 1); a run stores its own, chosen on its training images (chapter 7)
@@ -52,3 +53,16 @@ def above_threshold(probabilities: ArrayLike, threshold: float = THRESHOLD) -> A
     :func:`~unet_course.evaluation.evaluate_folder` all cut here, so a mask and its score agree.
     """
     return probabilities > threshold
+
+
+def model_device(model: torch.nn.Module, device: torch.device | str | None = None, *,
+                 default: torch.device | str = "cpu") -> torch.device:
+    """``device`` when given, else where ``model``'s parameters are, else ``default`` (a model without any).
+
+    Prediction, calibration and evaluation compute where the model is unless told otherwise;
+    :func:`~unet_course.tiling.predict_tiled` passes the image's device as ``default``.
+    """
+    if device is not None:
+        return torch.device(device)
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device(default)

@@ -6,7 +6,9 @@ Per-pixel displacements are then computed using bicubic interpolation." The grid
 the image (nodes on the corners, edge midpoints and centre), and one ``grid_sample`` per
 array warps images, masks (nearest) and weight maps alike, with mirrored borders: the
 coarse-grid scheme the ``elasticdeform`` package offers on the CPU, here in ``torch``,
-batched, on any device.
+batched, on any device. Before the deformation a tile is shown in one of the 8 views of a
+square (:func:`orient`); test-time augmentation averages the same 8 and undoes each
+(:func:`undo_orient`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["Deformed", "ElasticDeformation", "displacement_field", "elastic_deform", "random_displacement"]
+__all__ = ["Deformed", "ElasticDeformation", "displacement_field", "elastic_deform", "random_displacement", "orient",
+           "undo_orient"]
 
 # Keys' cubic convolution parameter. -0.75 is the "bicubic" of OpenCV and of
 # ``F.interpolate(mode="bicubic")``, so a reader can check our field against that call.
@@ -253,6 +256,46 @@ def elastic_deform(
         masks=None if masks is None else _sample(masks[:, None], sampling_grid, "nearest")[:, 0],
         weight_maps=None if weight_maps is None else _sample(weight_maps[:, None], sampling_grid, "bilinear")[:, 0],
     )
+
+
+def orient(tensor: torch.Tensor, quarter_turns: int, flip: int | bool) -> torch.Tensor:
+    """One of the 8 views of a square: turned by ``quarter_turns`` × 90°, then mirrored left-right if ``flip``.
+
+    The 8 pairs ``(quarter_turns in 0..3, flip in (False, True))`` give the 8 symmetries of a
+    square (the dihedral group D4), each once: the paper's random flips and rotations are a
+    random pair, and test-time augmentation (:func:`~unet_course.tiling.predict_tiles`) averages
+    all 8. The turn is counter-clockwise as ``torch.rot90`` turns, and happens first; ``flip``
+    counts when odd, so an integer draw of 0..3 serves as well as a bool.
+
+    Args:
+        tensor: ``(..., H, W)``; images, masks and weight maps alike.
+        quarter_turns: how many quarter turns (any integer; 4 is a full turn).
+        flip: mirror left-right after turning when odd (True).
+
+    Shape:
+        ``(..., H, W)`` → ``(..., H, W)``, or ``(..., W, H)`` for an odd number of quarter turns.
+
+    Example:
+        >>> orient(torch.tensor([[1, 2], [3, 4]]), 1, True)
+        tensor([[4, 2],
+                [3, 1]])
+
+    Taught in chapter 4 (augmentation); averaged over at test time in chapter 7.
+    """
+    tensor = torch.rot90(tensor, quarter_turns, dims=(-2, -1))
+    return tensor.flip(-1) if flip % 2 else tensor
+
+
+def undo_orient(tensor: torch.Tensor, quarter_turns: int, flip: int | bool) -> torch.Tensor:
+    """The inverse of :func:`orient`: ``undo_orient(orient(x, k, f), k, f)`` is ``x``; mirror back, then turn back.
+
+    Test-time augmentation brings each view's prediction back to the tile's own orientation with it.
+
+    Shape:
+        ``(..., H, W)`` → ``(..., H, W)``, or ``(..., W, H)`` for an odd number of quarter turns.
+    """
+    tensor = tensor.flip(-1) if flip % 2 else tensor
+    return torch.rot90(tensor, -quarter_turns, dims=(-2, -1))
 
 
 class ElasticDeformation(v2.Transform):

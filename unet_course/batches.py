@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import elastic_deform
+from .augment import elastic_deform, orient
 from .data.images import check_mask_values
 from .distributed import process_group
-from .streaming import Augment, Sample, augment_tiles, orient, random_tile, tile_loader
+from .streaming import Augment, Sample, augment_tiles, random_tile, tile_loader
 from .tiling import mirror_pad
-from .weights import class_weight_map, instances_from_mask, unet_weight_map
+from .weight_map import class_weight_map, instances_from_mask, unet_weight_map
 
 __all__ = ["LOSS_WEIGHTS", "IN_MEMORY_BYTES", "loss_weight_map", "check_loss_weights", "paper_augmentation",
            "prepare_sample", "prepare_samples", "item_preparer", "training_samples", "random_tiles",

@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["Budget", "BUDGET_NAMES", "TRAINING_RUNS", "get_budget", "training_run", "best_device", "model_device", "describe_runtime",
+__all__ = ["Budget", "BUDGET_NAMES", "TRAINING_RUNS", "get_budget", "training_run", "best_device", "describe_runtime",
            "seed_everything"]
 
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
@@ -87,14 +87,6 @@ def best_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def model_device(model: torch.nn.Module, device: torch.device | str | None = None) -> torch.device:
-    """``device`` when given, else where ``model``'s parameters are (the CPU for a model without any)."""
-    if device is not None:
-        return torch.device(device)
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def describe_runtime(budget: Budget | None = None) -> str:

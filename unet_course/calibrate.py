@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .budget import model_device
+from .arrays import model_device
 from .metrics import pixel_error, rand_error
 from .tiling import predict_tiled
 

@@ -20,8 +20,7 @@ from scipy import ndimage
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arrays import THRESHOLD, above_threshold, label_components
-from .budget import model_device
+from .arrays import THRESHOLD, above_threshold, label_components, model_device
 from .calibrate import threshold_sweep
 from .data.folder import ImageMaskFolder
 from .metrics import dice, iou, match_instances, pixel_error, rand_error, warping_error
@@ -101,7 +100,8 @@ def _worst_window(wrong: np.ndarray, size: int) -> tuple[int, int, int]:
 
 def _object_counts(prediction: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` of the connected components of class 1, matched at IoU above 0.5."""
-    match = match_instances(label_components(prediction == 1), label_components(truth == 1), IOU_MATCH)[0]
+    match = match_instances(label_components(prediction == 1), label_components(truth == 1),
+                            iou_thresholds=IOU_MATCH)[0]
     return match.tp, match.fp, match.fn
 
 

@@ -1,19 +1,23 @@
 """The paper's energy: a pixel-wise softmax with a weighted cross-entropy loss.
 
 Ronneberger, Fischer & Brox (2015), eq. (1): ``E = Σ_x w(x) · log p_ℓ(x)(x)`` (taken with a
-minus sign, so it is minimised), with the weight map ``w`` of :mod:`unet_course.weights`.
+minus sign, so it is minimised), with the weight map ``w`` of :mod:`unet_course.weight_map`.
 A valid-convolution U-Net predicts a smaller map than its input; :func:`center_crop`
 cuts the target and weights to match. Same-size models (e.g. ``smp.Unet``) need no crop.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .models.unet import center_crop
 
-__all__ = ["center_crop", "weighted_cross_entropy"]  # center_crop lives with the crop-and-concat
+__all__ = ["center_crop", "weighted_cross_entropy", "takes_weight_map"]  # center_crop lives with the crop-and-concat
 
 
 def weighted_cross_entropy(
@@ -129,3 +133,22 @@ def _check_values(target: torch.Tensor, weight_map: torch.Tensor | None, num_cla
     if len(bad) > 1 and bad[1]:
         raise ValueError("weight_map holds negative, NaN or infinite values; per-pixel weights must be finite "
                          "and >= 0 (check w0, border_sigma and class weights)")
+
+
+def takes_weight_map(loss: Callable) -> bool:
+    """Whether ``loss`` takes a third positional argument, the weight map, besides logits and target.
+
+    :func:`~unet_course.train.fit` passes the weight map only to a loss that takes it, so that
+    two-argument losses such as ``smp.losses.DiceLoss`` train as they are (chapter 5).
+
+    Example:
+        >>> takes_weight_map(weighted_cross_entropy), takes_weight_map(torch.nn.CrossEntropyLoss())
+        (True, False)
+    """
+    function = loss.forward if isinstance(loss, nn.Module) else loss
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)

@@ -272,7 +272,9 @@ def check_resume(state: dict, path: str | os.PathLike, *, steps: int, world_size
     step's tiles depends on their number), no fewer ``steps`` in all than it holds, and, where
     ``settings`` are given, the settings it recorded (tile, lr, schedule, momentum, batch,
     loss weights, model shape). Raises ``ValueError`` naming the difference and the fix;
-    ``fit(resume=True)`` and ``unet-course train --resume`` both ask it.
+    ``fit(resume=True)`` and ``unet-course train --resume`` both ask it. With ``settings``, a
+    schedule other than constant that was planned for another number of steps is resumed
+    with a warning: its learning rate follows the new length.
     """
     if not isinstance(state.get("step"), int) or "model" not in state:
         raise RunError(f"{path} is not a training checkpoint (it has no step count); train again")
@@ -291,6 +293,10 @@ def check_resume(state: dict, path: str | os.PathLike, *, steps: int, world_size
     if differ:
         raise ValueError(f"cannot resume {path}: it was trained with other settings ({'; '.join(differ)}); "
                          f"pass the recorded settings, or train a new checkpoint")
+    if settings and settings.get("lr_schedule", "constant") != "constant" and recorded.get("steps", steps) != steps:
+        warnings.warn(f"resuming a {settings['lr_schedule']} schedule planned for {recorded['steps']} steps to "
+                      f"{steps}: the learning rate follows the new length from step {state['step']} on",
+                      stacklevel=5)  # check_resume ← restore ← start ← fit ← the caller
 
 
 def _unet_shape(parameters: dict) -> dict:

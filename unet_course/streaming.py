@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .augment import elastic_deform, random_displacement
+from .augment import elastic_deform, orient, random_displacement
 
-__all__ = ["TileSampler", "TileStream", "augment_tiles", "orient", "random_tile", "tile_loader"]
+__all__ = ["TileSampler", "TileStream", "augment_tiles", "random_tile", "tile_loader"]
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image (C, H, W), mask (H, W), weight map (H, W)
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
@@ -55,12 +55,6 @@ def random_tile(sample: Sample, tile_size: int, generator: torch.Generator, inde
     left = int(torch.randint(0, width - tile_size + 1, (1,), generator=generator))
     window = (slice(top, top + tile_size), slice(left, left + tile_size))
     return image[(slice(None), *window)], mask[window], weight_map[window]
-
-
-def orient(tensor: torch.Tensor, quarter_turns: int, flip: int) -> torch.Tensor:
-    """``tensor (..., H, W)`` turned by ``quarter_turns`` × 90° and mirrored left-right when ``flip`` is odd."""
-    tensor = torch.rot90(tensor, quarter_turns, dims=(-2, -1))
-    return tensor.flip(-1) if flip % 2 else tensor
 
 
 class TileSampler(Sampler[tuple[int, int]]):
@@ -158,7 +152,7 @@ def augment_tiles(images: torch.Tensor, masks: torch.Tensor, weight_maps: torch.
 
     Args:
         images, masks, weight_maps: the batch, ``(N, C, T, T)``, ``(N, T, T)``, ``(N, T, T)``.
-        orientations: ``(N, 2)`` int64, each tile's quarter turns and flip (see :func:`orient`).
+        orientations: ``(N, 2)`` int64, each tile's quarter turns and flip (see :func:`~unet_course.augment.orient`).
         displacement: ``(N, 2, grid, grid)`` node displacements in pixels (:func:`~unet_course.augment.elastic_deform`).
 
     Returns:

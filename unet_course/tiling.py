@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .arrays import model_device
+from .augment import orient, undo_orient
 from .sizes import alignment, check_tile_size, prediction_tile_size, whole_image_tile_size
 
 __all__ = ["mirror_pad", "predict_tiled", "predict_tiles", "dihedral_transforms", "effective_receptive_field"]
@@ -59,18 +61,11 @@ def mirror_pad(image: torch.Tensor, pad: int | tuple[int, int, int, int]) -> tor
 
 
 def dihedral_transforms() -> list[tuple[int, bool]]:
-    """The 8 flips/rotations of a square as ``(quarter_turns, flip)``; ``(0, False)`` is the identity."""
+    """The 8 flips/rotations of a square as ``(quarter_turns, flip)`` for :func:`~unet_course.augment.orient`.
+
+    ``(0, False)`` is the identity; test-time augmentation averages the predictions of all 8.
+    """
     return [(turns, flip) for flip in (False, True) for turns in range(4)]
-
-
-def _apply(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    x = x.flip(-1) if flip else x
-    return torch.rot90(x, turns, dims=(-2, -1))
-
-
-def _undo(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    x = torch.rot90(x, -turns, dims=(-2, -1))
-    return x.flip(-1) if flip else x
 
 
 def _margin_of(model: nn.Module, channels: int, tile_size: int, device: torch.device,
@@ -138,8 +133,8 @@ def predict_tiled(
     single = images.ndim == 3
     images = images[None] if single else images
     num_images, channels, height, width = images.shape
+    device = model_device(model, default=images.device)
     parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else images.device
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
 
     modes = [(module, module.training) for module in model.modules()]
@@ -361,11 +356,11 @@ def predict_tiles(model: nn.Module, inputs: torch.Tensor, *, tta: bool = False,
     transforms = dihedral_transforms() if tta else [(0, False)]
     mean = None
     for turns, flip in transforms:
-        outputs = model(_apply(inputs, turns, flip)).float()
+        outputs = model(orient(inputs, turns, flip)).float()
         if activation == "softmax":
             outputs = outputs.softmax(dim=1)
         elif activation == "sigmoid":
             outputs = outputs.sigmoid()
-        outputs = _undo(outputs, turns, flip)
+        outputs = undo_orient(outputs, turns, flip)
         mean = outputs if mean is None else mean + outputs
     return mean / len(transforms)

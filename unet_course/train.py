@@ -12,7 +12,6 @@ under ``torchrun`` it trains in several processes (:mod:`unet_course.distributed
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -31,15 +30,15 @@ from .batches import check_loss_weights, item_preparer, training_batches, traini
 from .budget import best_device
 from .distributed import (gather_objects, mean_over_processes, process_device, process_group, replicate,
                           share_from_main, wait_for_all)
-from .losses import center_crop, weighted_cross_entropy
+from .losses import center_crop, takes_weight_map, weighted_cross_entropy
 from .metrics import iou
 from .runs import History, check_resume, model_description, read_checkpoint, write_checkpoint
 from .sizes import check_tile_size, training_tile_size, whole_image_tile_size
 from .streaming import Augment, Sample
 from .tiling import predict_tiled
-from .weights import check_border_args
+from .weight_map import check_border_args
 
-__all__ = ["TrainingDiverged", "fit", "check_fit_arguments", "evaluate", "paper_loss", "scheduled_lr",
+__all__ = ["TrainingDiverged", "fit", "check_fit_arguments", "validate", "paper_loss", "scheduled_lr",
            "autocast_dtype", "LR_SCHEDULES"]
 
 
@@ -85,12 +84,14 @@ def autocast_dtype(device: torch.device | str, amp: bool | str | None = None) ->
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
+def validate(model: nn.Module, data, *, device: torch.device | str | None = None, tile_size: int | None = None) -> dict:
     """Mean cross-entropy and mean IoU over classes of ``model`` on ``data`` (overlap-tile predictions).
 
+    The figures :func:`fit` records on ``val_data`` while it trains; chapters 4 and 6 use it.
+    (A folder of held-out images is scored, with the paper's metrics and a report, by
+    :func:`~unet_course.evaluation.evaluate_folder` and ``unet-course evaluate``.)
     ``data`` yields ``(image (C, H, W), mask (H, W), ...)``; ``tile_size`` defaults to one
-    tile covering each whole image. :func:`fit` validates with it; chapters 4 and 6 use it.
-    Returns ``{"loss": float, "iou": float}``.
+    tile covering each whole image. Returns ``{"loss": float, "iou": float}``.
     """
     losses, ious = [], []
     for index in range(len(data)):
@@ -105,17 +106,6 @@ def evaluate(model: nn.Module, data, *, device: torch.device | str | None = None
 def paper_loss(logits: torch.Tensor, target: torch.Tensor, weight_map: torch.Tensor) -> torch.Tensor:
     """The paper's energy function, eq. (1): :func:`weighted_cross_entropy` on the cropped target; ``fit``'s default."""
     return weighted_cross_entropy(logits, target, weight_map)
-
-
-def _takes_weight_map(loss: Callable) -> bool:
-    """Whether ``loss`` takes a third positional argument (the weight map) besides logits and target."""
-    function = loss.forward if isinstance(loss, nn.Module) else loss
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
 class _Trainer:
@@ -141,7 +131,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(seed)
         self.loss = loss or paper_loss
-        self.pass_weight_map = loss is None or _takes_weight_map(loss)
+        self.pass_weight_map = loss is None or takes_weight_map(loss)
         torch.manual_seed(seed + self.rank)  # drop-out: each process its own masks
 
     def step(self, batch: Sample, lr: float, step: int) -> float:
@@ -202,11 +192,6 @@ class _Trainer:
         """The history and step of the checkpoint at ``path``, after checking it was trained the same way."""
         state = read_checkpoint(path, map_location=self.device)
         check_resume(state, path, steps=steps, world_size=self.world_size, settings=settings)
-        recorded = state.get("settings", {})
-        if settings["lr_schedule"] != "constant" and recorded.get("steps", steps) != steps:
-            warnings.warn(f"resuming a {settings['lr_schedule']} schedule planned for {recorded['steps']} steps to "
-                          f"{steps}: the learning rate follows the new length from step {state['step']} on",
-                          stacklevel=4)  # restore ← start ← fit ← the caller
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
@@ -398,7 +383,7 @@ def fit(
         history.record(step + 1, loss_value, time.perf_counter() - began)
         bar.set_postfix(loss=f"{history.smoothed_loss()[-1]:.4f}")
         if val_data is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            figures = evaluate(model, val_data, device=device) if rank == 0 else None
+            figures = validate(model, val_data, device=device) if rank == 0 else None
             history.record_validation(step + 1, **share_from_main(figures))
             if progress:
                 bar.write(history.last_validation(eval_every))

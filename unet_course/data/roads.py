@@ -52,6 +52,40 @@ def _paint(image: np.ndarray, labels: np.ndarray, where: np.ndarray, colour, lab
     labels[where] = label
 
 
+def _paint_sky(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+               horizon: float) -> None:
+    """Above the horizon: a vertical gradient from deep blue to a pale horizon, with soft clouds."""
+    above = rows < horizon
+    top, low = rng.uniform([0.2, 0.4, 0.75], [0.4, 0.6, 0.95]), rng.uniform([0.65, 0.75, 0.85], [0.85, 0.9, 1.0])
+    mix = np.clip(rows / horizon, 0, 1)[..., None]
+    sky = top * (1 - mix) + low * mix + 0.15 * np.clip(_coarse_noise(rng, rows.shape, 24), 0, 1)[..., None]
+    _paint(image, labels, above, sky[above], SKY)
+
+
+def _paint_roadside(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                    cols: np.ndarray, horizon: float, vanish_x: float) -> None:
+    """Buildings and trees standing on the horizon line, off the road; they belong to the roadside."""
+    width = cols.shape[1]
+    windows = ((rows // 5) % 2 == 0) & ((cols // 4) % 2 == 0)
+    for _ in range(rng.integers(3, 9)):
+        centre = rng.uniform(0, width)
+        if abs(centre - vanish_x) < 0.08 * width:
+            continue  # keep the far end of the road visible
+        half = width * rng.uniform(0.03, 0.12)
+        rise = horizon * rng.uniform(0.15, 0.7)
+        if rng.random() < 0.5:  # a building: a box with a flat colour and rows of windows
+            box = (abs(cols - centre) < half) & (rows > horizon - rise) & (rows < horizon + 2)
+            wall = rng.uniform(0.35, 0.8, 3)
+            _paint(image, labels, box, wall, ROADSIDE)
+            image[box & windows] = wall * 0.5
+        else:  # a tree: a dark green crown on a short trunk
+            crown = ((cols - centre) / half) ** 2 + ((rows - (horizon - rise * 0.6)) / (rise * 0.45)) ** 2 < 1
+            trunk = (abs(cols - centre) < max(1.0, half * 0.15)) & (rows > horizon - rise * 0.4) & (rows < horizon + 2)
+            leaves = rng.uniform([0.05, 0.25, 0.05], [0.2, 0.45, 0.15])
+            _paint(image, labels, trunk, (0.3, 0.2, 0.1), ROADSIDE)
+            _paint(image, labels, crown, leaves, ROADSIDE)
+
+
 def synthetic_roads(size: int | tuple[int, int] = (192, 256), *, seed: int = 0) -> RoadSample:
     """A colour driving scene with its per-pixel class labels.
 
@@ -77,41 +111,18 @@ def synthetic_roads(size: int | tuple[int, int] = (192, 256), *, seed: int = 0) 
     image = np.zeros((height, width, 3), dtype=np.float32)
     labels = np.full((height, width), ROADSIDE, dtype=np.uint8)
 
-    # Sky: a vertical gradient from deep blue to a pale horizon, with soft clouds.
-    horizon = height * rng.uniform(0.32, 0.5)
-    above = rows < horizon
-    top, low = rng.uniform([0.2, 0.4, 0.75], [0.4, 0.6, 0.95]), rng.uniform([0.65, 0.75, 0.85], [0.85, 0.9, 1.0])
-    mix = np.clip(rows / horizon, 0, 1)[..., None]
-    sky = top * (1 - mix) + low * mix + 0.15 * np.clip(_coarse_noise(rng, (height, width), 24), 0, 1)[..., None]
-    _paint(image, labels, above, sky[above], SKY)
+    horizon = height * rng.uniform(0.32, 0.5)  # the row where the sky meets the ground
+    _paint_sky(rng, image, labels, rows, horizon)
 
     # Ground below the horizon: textured grass or a grey verge, shaded darker far away.
     t = np.clip((rows - horizon) / (height - horizon), 0, 1)  # 0 at the horizon, 1 at the bottom
-    below = ~above
+    below = rows >= horizon
     grass = rng.uniform([0.2, 0.35, 0.1], [0.35, 0.55, 0.2]) if rng.random() < 0.7 else rng.uniform(0.4, 0.55, 3)
     ground = grass + 0.06 * _coarse_noise(rng, (height, width), 3)[..., None]
     image[below] = ground[below]
 
-    # Buildings and trees stand on the horizon line, off the road, and belong to the roadside.
-    vanish_x = width * rng.uniform(0.35, 0.65)
-    windows = ((rows // 5) % 2 == 0) & ((cols // 4) % 2 == 0)
-    for _ in range(rng.integers(3, 9)):
-        centre = rng.uniform(0, width)
-        if abs(centre - vanish_x) < 0.08 * width:
-            continue  # keep the far end of the road visible
-        half = width * rng.uniform(0.03, 0.12)
-        rise = horizon * rng.uniform(0.15, 0.7)
-        if rng.random() < 0.5:  # a building: a box with a flat colour and rows of windows
-            box = (abs(cols - centre) < half) & (rows > horizon - rise) & (rows < horizon + 2)
-            wall = rng.uniform(0.35, 0.8, 3)
-            _paint(image, labels, box, wall, ROADSIDE)
-            image[box & windows] = wall * 0.5
-        else:  # a tree: a dark green crown on a short trunk
-            crown = ((cols - centre) / half) ** 2 + ((rows - (horizon - rise * 0.6)) / (rise * 0.45)) ** 2 < 1
-            trunk = (abs(cols - centre) < max(1.0, half * 0.15)) & (rows > horizon - rise * 0.4) & (rows < horizon + 2)
-            leaves = rng.uniform([0.05, 0.25, 0.05], [0.2, 0.45, 0.15])
-            _paint(image, labels, trunk, (0.3, 0.2, 0.1), ROADSIDE)
-            _paint(image, labels, crown, leaves, ROADSIDE)
+    vanish_x = width * rng.uniform(0.35, 0.65)  # where the road meets the horizon
+    _paint_roadside(rng, image, labels, rows, cols, horizon, vanish_x)
 
     # The road: a trapezoid from the bottom edge to the vanishing point.
     bottom_centre = width * rng.uniform(0.4, 0.6)

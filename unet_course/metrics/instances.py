@@ -25,7 +25,7 @@ __all__ = ["InstanceMatch", "instance_iou", "match_instances"]
 class InstanceMatch:
     """Detection counts and scores at one IoU threshold."""
 
-    threshold: float  # a pair matches when its IoU is strictly above this
+    iou_threshold: float  # a pair matches when its IoU is strictly above this (an IoU, not a probability)
     tp: int  # matched pairs
     fp: int  # predicted objects left unmatched
     fn: int  # true objects left unmatched
@@ -85,10 +85,10 @@ def instance_iou(pred_labels: ArrayLike, true_labels: ArrayLike) -> tuple[np.nda
     return matrix, pred_ids, true_ids
 
 
-def _match(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray, threshold: float) -> np.ndarray:
+def _match(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray, iou_threshold: float) -> np.ndarray:
     """IoUs of the matched pairs among the overlapping pairs ``(rows, cols, ious)``."""
-    above = ious > threshold
-    if threshold >= 0.5:
+    above = ious > iou_threshold
+    if iou_threshold >= 0.5:
         # IoU > 0.5 needs more than half of both objects, so no object can have two
         # such partners: the pairs above the threshold are the matching, no search needed.
         return ious[above]
@@ -114,7 +114,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 def match_instances(
     pred_labels: ArrayLike,
     true_labels: ArrayLike,
-    thresholds: float | Sequence[float] = (0.5,),
+    iou_thresholds: float | Sequence[float] = (0.5,),
 ) -> list[InstanceMatch]:
     """Match predicted to true objects one-to-one at each IoU threshold and count the results.
 
@@ -127,8 +127,9 @@ def match_instances(
         pred_labels: predicted object ids, 0 = background (label a binary mask first,
             e.g. with ``skimage.measure.label``).
         true_labels: true object ids, 0 = background, same shape.
-        thresholds: one IoU threshold or several, each in [0, 1); a pair matches when
-            its IoU is strictly above it. Default ``(0.5,)``.
+        iou_thresholds: one IoU threshold or several, each in [0, 1); a pair matches when
+            its IoU is strictly above it. Default ``(0.5,)``. (An IoU cut, never the
+            probability ``threshold`` of the pixel metrics.)
 
     Shape:
         Any shape, the same for both, e.g. ``(H, W)``. Returns one :class:`InstanceMatch`
@@ -137,25 +138,25 @@ def match_instances(
     Example:
         >>> truth = np.array([[1, 1, 0, 2, 2]])
         >>> pred = np.array([[5, 5, 5, 0, 0]])  # finds object 1, misses object 2
-        >>> [(m.tp, m.fp, m.fn) for m in match_instances(pred, truth, thresholds=(0.5, 0.7))]
+        >>> [(m.tp, m.fp, m.fn) for m in match_instances(pred, truth, iou_thresholds=(0.5, 0.7))]
         [(1, 0, 1), (0, 1, 2)]
 
     Taught in chapter 7 (evaluation).
     """
     pred, truth = pair(pred_labels, true_labels)
     _check_labels(pred, truth)
-    thresholds = [float(thresholds)] if np.isscalar(thresholds) else [float(t) for t in thresholds]
-    if not thresholds or not all(0.0 <= t < 1.0 for t in thresholds):
-        raise ValueError(f"thresholds must be IoU values in [0, 1), got {thresholds}. The usual one is 0.5.")
+    cuts = [float(iou_thresholds)] if np.isscalar(iou_thresholds) else [float(t) for t in iou_thresholds]
+    if not cuts or not all(0.0 <= t < 1.0 for t in cuts):
+        raise ValueError(f"iou_thresholds must be IoU values in [0, 1), got {cuts}. The usual one is 0.5.")
     pred_ids, true_ids, rows, cols, ious = _overlaps(pred, truth)
     results = []
-    for threshold in thresholds:
-        matched = _match(rows, cols, ious, threshold)
+    for cut in cuts:
+        matched = _match(rows, cols, ious, cut)
         tp = int(matched.size)
         fp, fn = len(pred_ids) - tp, len(true_ids) - tp
         results.append(
             InstanceMatch(
-                threshold=threshold,
+                iou_threshold=cut,
                 tp=tp,
                 fp=fp,
                 fn=fn,
