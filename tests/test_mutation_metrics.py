@@ -1,0 +1,83 @@
+"""The metrics line by line: defaults, the cut of floating-point truth, empty inputs and every refusal word for word.
+
+Written so that changing a comparison, default or message of ``unet_course.metrics`` fails a
+test (``make mutation`` measures it); the behaviour itself is taught in chapter 7.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from unet_course.metrics import confusion_matrix, dice, iou, pixel_error
+
+PRED = np.array([[0, 1], [1, 1]])
+TRUTH = np.array([[0, 0], [1, 1]])
+
+
+# --- pixel.py ----------------------------------------------------------------------------------------------------
+
+def test_the_confusion_matrix_has_two_classes_by_default():
+    assert confusion_matrix(PRED, TRUTH).tolist() == [[1, 1], [0, 2]]
+
+
+def test_floating_point_truth_is_cut_at_the_threshold_given():
+    probs = np.array([0.2, 0.4, 0.6, 0.9])
+    truth = np.array([0.1, 0.35, 0.35, 0.95])  # class 1 above 0.3: [0, 1, 1, 1]; above 0.5: [0, 0, 0, 1]
+    assert pixel_error(probs, truth, threshold=0.3) == 0.0
+    assert pixel_error(probs, truth) == 0.25
+    assert confusion_matrix(probs, truth, threshold=0.3).tolist() == [[1, 0], [0, 3]]
+    np.testing.assert_allclose(iou(probs, truth, threshold=0.3), [1.0, 1.0])
+    np.testing.assert_allclose(dice(probs, truth, threshold=0.3), [1.0, 1.0])
+    np.testing.assert_allclose(iou(probs, truth), [2 / 3, 1 / 2])  # the default cut: 0.6 is a false class 1
+    np.testing.assert_allclose(dice(probs, truth), [4 / 5, 2 / 3])
+
+
+def test_scores_are_float64_fractions_of_integer_counts():
+    pred, truth = np.array([0, 1, 1], dtype=np.uint8), np.array([0, 0, 1], dtype=np.uint8)
+    assert iou(pred, truth).dtype == np.float64 and dice(pred, truth).dtype == np.float64
+    np.testing.assert_allclose(iou(pred, truth), [1 / 2, 1 / 2])
+    np.testing.assert_allclose(dice(pred, truth), [2 / 3, 2 / 3])
+
+
+def test_a_class_absent_from_both_is_nan_without_a_warning():
+    nothing = np.zeros((2, 2), dtype=int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(iou(nothing, nothing)[1]) and np.isnan(dice(nothing, nothing)[1])
+
+
+def test_pixel_error_of_empty_maps_is_nan_without_a_warning_and_of_one_pixel_a_number():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(pixel_error(np.zeros(0), np.zeros(0)))
+    assert pixel_error(np.array([1]), np.array([1])) == 0.0
+    assert pixel_error(np.array([0.7]), np.array([0])) == 1.0
+
+
+@pytest.mark.parametrize("pred, truth, message", [
+    ([0, 2], [0, 1], "pred must hold class labels in 0..1, got values from 0 to 2. Set num_classes to the number of "
+                     "classes."),
+    ([0, 1], [-1, 1], "truth must hold class labels in 0..1, got values from -1 to 1. Set num_classes to the number "
+                      "of classes."),
+])
+def test_labels_outside_the_classes_are_refused_word_for_word(pred, truth, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        confusion_matrix(np.array(pred), np.array(truth))
+
+
+def test_three_classes_refuse_a_label_3_and_name_the_range():
+    with pytest.raises(ValueError, match=r"^truth must hold class labels in 0\.\.2, got values from 0 to 3\. "):
+        iou(np.array([0, 1]), np.array([0, 3]), num_classes=3)
+    assert confusion_matrix(np.array([2, 0]), np.array([2, 2]), num_classes=3).tolist() == [[0, 0, 0], [0, 0, 0],
+                                                                                            [1, 0, 1]]
+
+
+def test_probabilities_with_more_than_two_classes_are_refused_word_for_word():
+    message = ("Floating-point pred is read as probabilities of class 1, which needs num_classes=2, got "
+               "num_classes=3. Pass class labels instead, e.g. logits.argmax(dim=0).")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        confusion_matrix(np.zeros(2, np.float32), np.zeros(2, int), num_classes=3)
