@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from unet_course.metrics import (confusion_matrix, dice, instance_iou, iou, match_instances, pixel_error, rand_error,
-                                 rand_scores)
+                                 rand_scores, topology_preserving_warp, warping_error)
 
 PRED = np.array([[0, 1], [1, 1]])
 TRUTH = np.array([[0, 0], [1, 1]])
@@ -102,6 +102,22 @@ def test_rand_error_cuts_floating_point_truth_at_the_threshold_given():
     pred = np.ones((3, 5), dtype=bool)  # one cell: a merge
     assert rand_error(pred, truth, threshold=0.3) == pytest.approx(1 - 2 * 60 / (60 + 132))
     assert np.isnan(rand_error(pred, truth))  # no interior in the truth at the default cut
+
+
+# --- warping.py --------------------------------------------------------------------------------------------------
+
+def test_the_warp_refuses_a_stack_of_slices_word_for_word():
+    message = ("Expected one (H, W) slice, got shape (1, 4, 4). Score slices one at a time, e.g. metric(pred[0], "
+               "truth[0]), and average.")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        topology_preserving_warp(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)))
+
+
+def test_the_warping_error_of_an_empty_slice_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(warping_error(np.zeros((0, 0)), np.zeros((0, 0))))
+    assert warping_error(np.ones((1, 1)), np.zeros((1, 1))) == 1.0  # a cell from nothing costs its area
 
 
 # --- instances.py (thresholds passed by position) ----------------------------------------------------------------
