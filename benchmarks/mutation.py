@@ -50,14 +50,15 @@ TARGETS = [
     Target("weight map", "unet_course/weights.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py",
                                                    "tests/test_mutation_weights.py")),
     Target("unet", "unet_course/models/unet.py", ("tests/test_unet.py", "tests/test_mutation_unet.py")),
-    Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py",)),
+    Target("fcn", "unet_course/models/fcn.py", ("tests/test_fcn.py", "tests/test_mutation_fcn.py")),
     Target("metrics.pixel", "unet_course/metrics/pixel.py", ("tests/test_metrics_pixel.py",
                                                          "tests/test_mutation_metrics.py")),
     Target("metrics.rand", "unet_course/metrics/rand.py", ("tests/test_metrics_rand.py",
                                                        "tests/test_mutation_metrics.py")),
     Target("metrics.warping", "unet_course/metrics/warping.py", ("tests/test_metrics_warping.py",
                                                              "tests/test_mutation_metrics.py")),
-    Target("metrics.instances", "unet_course/metrics/instances.py", ("tests/test_metrics_instances.py",)),
+    Target("metrics.instances", "unet_course/metrics/instances.py", ("tests/test_metrics_instances.py",
+                                                                 "tests/test_mutation_metrics.py")),
     Target("download", "unet_course/data/download.py", ("tests/test_data_files.py", "tests/test_mutation_security.py"),
            wing="security"),
     Target("hub", "unet_course/hub.py", ("tests/test_pretrained.py", "tests/test_caught_bugs.py",
@@ -290,8 +291,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 NOTE = ("The scores of `tiling` and `checkpoint loading` were measured before checkpoint reading moved from "
         "`train.py` to `runs.py` (`read_checkpoint`, the target now named in `benchmarks/mutation.py`) and before the "
         "same-size path of `tiling.py` was rebuilt: `make mutation TARGETS=\"tiling checkpoint-loading\"` measures "
-        "them again. Not yet measured: the weight map, `models/unet`, `models/fcn` (tests written for each: "
-        "`test_mutation_weights.py`, `test_mutation_unet.py`, `test_mutation_fcn.py`) and `runs.py`.")
+        "them again. Not yet measured: `metrics.instances`, the weight map, `models/unet` and `models/fcn` (their "
+        "targets name the tests written for them, so a first run now includes those) and `runs.py`.")
 
 # What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
 CONFIG = """
