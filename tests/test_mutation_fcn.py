@@ -37,7 +37,8 @@ def test_the_smallest_patch_pools_a_2_px_map_to_one_pixel():
     assert model.feature_size == 1 and model.classifier[1].in_features == 2
     assert model(torch.zeros(5, 1, 4, 4)).shape == (5, 2)
     _refused("patch_size=3 does not fit 1 blocks of 3×3 conv (padding=0) and 2×2 pool: every map before a pool needs "
-             "an even side. Use e.g. patch_size=4 or 6", lambda: PatchClassifier(patch_size=3, channels=(2,), padding=0))
+             "an even side. Use e.g. patch_size=4 or 6",
+             lambda: PatchClassifier(patch_size=3, channels=(2,), padding=0))
 
 
 @pytest.mark.parametrize("shape, shown", [((1, 1, 16, 17), "1×1×16×17"), ((1, 16, 16), "1×16×16"),
