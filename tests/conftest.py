@@ -47,3 +47,42 @@ def tiny_run(tmp_path_factory) -> Path:
                  "--steps", "3", "--images", "2", "--image-size", "64", "--held-out", "1", "--out", str(out),
                  "--quiet"]) == 0
     return out
+
+
+def tiny_unet(seed: int = 0, **options):
+    """A U-Net of depth 2 with 4 base channels (a 60-px tile predicts 20 px), weights drawn after manual_seed(seed)."""
+    import torch
+
+    from unet_course import UNet
+
+    torch.manual_seed(seed)
+    return UNet(**({"base_channels": 4, "depth": 2} | options))
+
+
+PUBLISHED_CONFIG = {"base_channels": 4, "depth": 2, "tile_size": 60, "in_channels": 1, "num_classes": 2,
+                    "threshold": 0.65}
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """A tiny run (``tmp_path/run``) packed into ``tmp_path/mirror`` and registered as 'tiny' (not shipped).
+
+    The mirror is ``$UNET_COURSE_WEIGHTS_URL`` (no trailing slash), the cache ``tmp_path/cache``.
+    Returns (model, mirror folder, SHA-256 of the packed file).
+    """
+    import json
+
+    from unet_course.hub import PRETRAINED, pack_run
+    from unet_course.runs import write_checkpoint
+
+    model = tiny_unet()
+    run = tmp_path / "run"
+    run.mkdir()
+    write_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
+    (run / "model.json").write_text(json.dumps(PUBLISHED_CONFIG))
+    mirror = tmp_path / "mirror"
+    digest = pack_run(run, mirror / "tiny.pt")
+    monkeypatch.setitem(PRETRAINED, "tiny", {"file": "tiny.pt", "sha256": digest, "shipped": False})
+    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setenv("UNET_COURSE_CACHE", str(tmp_path / "cache"))
+    return model, mirror, digest

@@ -22,6 +22,8 @@ from unet_course.streaming import TileStream
 from unet_course.runs import write_checkpoint
 from unet_course.train import TrainingDiverged, fit
 
+from conftest import tiny_unet
+
 
 def test_pick_threshold_breaks_ties_towards_half_not_the_lowest_cut():
     """Two cuts with the same error: the one nearest 0.5 wins, whichever comes first in the sweep."""
@@ -91,10 +93,9 @@ def test_export_refuses_a_difference_above_the_tolerance_and_a_nan_one(tmp_path,
 def test_pretrained_without_download_refuses_a_tampered_cached_file(tmp_path, monkeypatch):
     """``download=False`` checks the cached file's SHA-256 too: another checkpoint under the name is not loaded."""
     def pack(seed: int, name: str) -> str:
-        torch.manual_seed(seed)
         run = tmp_path / name
         run.mkdir()
-        write_checkpoint(run / "checkpoint.pt", model=UNet(base_channels=4, depth=2).state_dict(), step=1)
+        write_checkpoint(run / "checkpoint.pt", model=tiny_unet(seed).state_dict(), step=1)
         (run / "model.json").write_text(json.dumps({"base_channels": 4, "depth": 2}))
         return pack_run(run, tmp_path / f"{name}.pt")
 
@@ -108,14 +109,12 @@ def test_pretrained_without_download_refuses_a_tampered_cached_file(tmp_path, mo
         pretrained("tiny", cache_dir=cache, download=False)
     (cache / "tiny.pt").write_bytes((tmp_path / "genuine.pt").read_bytes())
     loaded = pretrained("tiny", cache_dir=cache, download=False)
-    torch.manual_seed(0)
-    assert torch.allclose(loaded.head.weight, UNet(base_channels=4, depth=2).head.weight.half().float())
+    assert torch.allclose(loaded.head.weight, tiny_unet(0).head.weight.half().float())
 
 
 def test_an_infinite_loss_stops_training_before_the_update():
     """``not isfinite(loss)``, not ``isnan``: +inf stops at step 1 and leaves the weights as they were."""
-    torch.manual_seed(0)
-    model = UNet(base_channels=4, depth=2)
+    model = tiny_unet()
     before = {key: value.clone() for key, value in model.state_dict().items()}
 
     def infinite(logits, target):

@@ -23,6 +23,8 @@ from unet_course.data.download import (CHUNK, MIB, ChecksumError, DownloadError,
 from unet_course.hub import PRETRAINED, pack_run, pretrained, pretrained_config, verify, weights_url
 from unet_course.runs import RunError, load_parameters, load_run, model_from_config, read_checkpoint, write_checkpoint
 
+from conftest import PUBLISHED_CONFIG, tiny_unet
+
 
 # --- atomic writes -----------------------------------------------------------------------------------------------
 
@@ -159,41 +161,26 @@ def test_an_unreachable_address_says_where_to_put_the_file(tmp_path, monkeypatch
 
 # --- the registry of published checkpoints -------------------------------------------------------------------------
 
-@pytest.fixture
-def packed(tmp_path, monkeypatch):
-    """A tiny run packed into a mirror and registered as 'tiny' (not shipped), cache in tmp_path."""
-    torch.manual_seed(0)
-    model = UNet(base_channels=4, depth=2)
-    run = tmp_path / "run"
-    run.mkdir()
-    write_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=1)
-    (run / "model.json").write_text(json.dumps({"base_channels": 4, "depth": 2, "threshold": 0.3}))
-    mirror = tmp_path / "mirror"
-    digest = pack_run(run, mirror / "tiny.pt")
-    monkeypatch.setitem(PRETRAINED, "tiny", {"file": "tiny.pt", "sha256": digest, "shipped": False})
-    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", mirror.as_uri() + "/")
-    monkeypatch.setenv("UNET_COURSE_CACHE", str(tmp_path / "cache"))
-    return model, mirror, digest
-
-
-def test_pack_run_stores_the_description_and_fp16_weights(packed):
-    model, mirror, digest = packed
+def test_pack_run_stores_the_description_and_fp16_weights(published):
+    model, mirror, digest = published
     assert digest == sha256_of(mirror / "tiny.pt")
     state = torch.load(mirror / "tiny.pt", weights_only=True)
-    assert state["format"] == 1 and state["config"]["threshold"] == 0.3
+    assert state["format"] == 1 and state["config"] == PUBLISHED_CONFIG
     assert all(value.dtype == torch.float16 for value in state["model"].values())
     assert torch.equal(state["model"]["head.weight"], model.state_dict()["head.weight"].half())
 
 
-def test_the_mirror_address_and_cache_come_from_the_environment(packed, tmp_path, monkeypatch):
-    _, mirror, _ = packed
+def test_the_mirror_address_and_cache_come_from_the_environment(published, tmp_path, monkeypatch):
+    _, mirror, _ = published
+    assert weights_url("tiny") == mirror.as_uri() + "/tiny.pt"
+    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", mirror.as_uri() + "/")
     assert weights_url("tiny") == mirror.as_uri() + "/tiny.pt"  # one slash, whatever the variable ends with
     model = pretrained("tiny")
     assert (tmp_path / "cache" / "tiny.pt").is_file() and not model.training
     assert next(model.parameters()).dtype == torch.float32
-    assert pretrained_config("tiny") == {"base_channels": 4, "depth": 2, "threshold": 0.3}
+    assert pretrained_config("tiny") == PUBLISHED_CONFIG
     pretrained_config("tiny")["threshold"] = 0.9  # a copy: the next call is unchanged
-    assert pretrained_config("tiny")["threshold"] == 0.3
+    assert pretrained_config("tiny")["threshold"] == 0.65
     monkeypatch.delenv("UNET_COURSE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     pretrained("tiny")
@@ -203,7 +190,7 @@ def test_the_mirror_address_and_cache_come_from_the_environment(packed, tmp_path
     assert (other / "tiny.pt").is_file()
 
 
-def test_a_failed_download_says_where_to_copy_the_file(packed, tmp_path, monkeypatch):
+def test_a_failed_download_says_where_to_copy_the_file(published, tmp_path, monkeypatch):
     monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", (tmp_path / "nowhere").as_uri())
     with pytest.raises(DownloadError, match=r"Offline, download tiny\.pt elsewhere and copy it to .*cache/tiny\.pt, "
                                             r"or use the shipped 'isbi2012-cpu'\.$"):
@@ -224,8 +211,8 @@ def test_a_shipped_checkpoint_is_checked_against_its_sha256(monkeypatch):
         pretrained("nope")
 
 
-def test_verify_lists_each_missing_or_changed_file(packed, tmp_path):
-    _, mirror, digest = packed
+def test_verify_lists_each_missing_or_changed_file(published, tmp_path):
+    _, mirror, digest = published
     assert verify(mirror, ["tiny"]) == []
     (mirror / "tiny.pt").write_bytes(b"changed")
     found = hashlib.sha256(b"changed").hexdigest()
@@ -236,8 +223,8 @@ def test_verify_lists_each_missing_or_changed_file(packed, tmp_path):
     assert len(verify(empty)) == len(PRETRAINED)  # every registry name by default
 
 
-def test_pack_run_refuses_to_replace_unless_told(packed, tmp_path):
-    _, mirror, digest = packed
+def test_pack_run_refuses_to_replace_unless_told(published, tmp_path):
+    _, mirror, digest = published
     (mirror / "tiny.pt").write_bytes(b"older")
     with pytest.raises(FileExistsError, match=r"tiny\.pt exists; pass overwrite=True \(--overwrite\) to replace it"):
         pack_run(tmp_path / "run", mirror / "tiny.pt")
@@ -272,8 +259,7 @@ def test_load_checkpoint_loads_tensors_and_refuses_code(tmp_path):
 
 
 def test_run_files_refuse_diverged_or_foreign_weights(tmp_path):
-    torch.manual_seed(0)
-    model = UNet(base_channels=4, depth=2)
+    model = tiny_unet()
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.json").write_text(json.dumps({"base_channels": 4, "depth": 2}))
@@ -330,9 +316,9 @@ def test_load_checkpoint_puts_the_tensors_where_it_is_told(tmp_path):
     assert read_checkpoint(path)["model"]["w"].device.type == "cpu"
 
 
-def test_pretrained_config_fetches_into_the_cache_it_is_given(packed, tmp_path):
+def test_pretrained_config_fetches_into_the_cache_it_is_given(published, tmp_path):
     other = tmp_path / "other"
-    assert pretrained_config("tiny", cache_dir=other)["threshold"] == 0.3  # downloads by default
+    assert pretrained_config("tiny", cache_dir=other)["threshold"] == 0.65  # downloads by default
     assert (other / "tiny.pt").is_file() and not (tmp_path / "cache" / "tiny.pt").exists()
 
 

@@ -12,12 +12,14 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from unet_course import UNet, unet_weight_map
+from unet_course import unet_weight_map
 from unet_course.augment import ElasticDeformation, elastic_deform, random_displacement
 from unet_course.data import SyntheticMembranes
 from unet_course.streaming import TileStream
 from unet_course.runs import read_checkpoint
 from unet_course.train import fit
+
+from conftest import tiny_unet
 
 
 def _seeded(seed: int = 0) -> torch.Generator:
@@ -87,8 +89,7 @@ def test_unet_weight_map_defaults_are_w0_10_and_sigma_5_px():
 
 def test_fit_trains_with_momentum_0_99_and_records_it(tmp_path):
     checkpoint = tmp_path / "run.pt"
-    torch.manual_seed(0)
-    fit(UNet(base_channels=4, depth=2), SyntheticMembranes(2, 64, seed=0), steps=1, tile_size=60,
+    fit(tiny_unet(), SyntheticMembranes(2, 64, seed=0), steps=1, tile_size=60,
         checkpoint=checkpoint, progress=False)
     state = read_checkpoint(checkpoint)
     assert state["optimizer"]["param_groups"][0]["momentum"] == 0.99

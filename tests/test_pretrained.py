@@ -1,6 +1,5 @@
 """Published checkpoints: packed from a run, fetched through a mirror, verified, cached, shipped."""
 
-import json
 import shutil
 
 import pytest
@@ -8,31 +7,11 @@ import torch
 import yaml
 
 import unet_course
-from unet_course import UNet
 from unet_course.data import ChecksumError, DownloadError
 from unet_course.hub import PRETRAINED, REPOSITORY_URL, pack_run, pretrained, pretrained_config, weights_url
 from unet_course.publish import main
-from unet_course.runs import write_checkpoint
 
 from conftest import ROOT
-
-
-@pytest.fixture
-def published(tmp_path, monkeypatch):
-    """A tiny trained-looking run packed into a mirror folder, registered as 'tiny'."""
-    torch.manual_seed(0)
-    model = UNet(base_channels=4, depth=2)
-    run = tmp_path / "run"
-    run.mkdir()
-    write_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
-    config = {"base_channels": 4, "depth": 2, "tile_size": 60, "in_channels": 1, "num_classes": 2, "threshold": 0.65}
-    (run / "model.json").write_text(json.dumps(config))
-    mirror = tmp_path / "mirror"
-    digest = pack_run(run, mirror / "tiny.pt")
-    monkeypatch.setitem(PRETRAINED, "tiny", {"file": "tiny.pt", "sha256": digest, "shipped": False})
-    monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", mirror.as_uri())
-    monkeypatch.setenv("UNET_COURSE_CACHE", str(tmp_path / "cache"))
-    return model, mirror, digest
 
 
 def test_download_through_a_mirror_gives_the_packed_model(published, tmp_path):
