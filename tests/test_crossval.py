@@ -55,13 +55,15 @@ def test_disjoint_folds_hold_out_every_slice_once():
 
 
 def test_summary_is_the_mean_and_sample_std_over_folds():
-    folds = [{"index": k, "held_out": [k], "threshold": 0.5, "mean": {"rand_error": v, "pixel_error": 2 * v}}
+    folds = [{"index": k, "held_out": [k], "threshold": 0.5, "mean": {"rand_error": v, "pixel_error": 2 * v},
+              "per_slice": {"rand_error": [v], "pixel_error": [2 * v]}, "steps": 10, "seconds": 1.0}
              for k, v in enumerate([0.1, 0.3, 0.2])]
     summary = summarize(folds)
     assert summary["folds"] == 3
     assert summary["mean"]["rand_error"] == pytest.approx(0.2)
     assert summary["std"]["pixel_error"] == pytest.approx(statistics.stdev([0.2, 0.6, 0.4]))
     assert [row["rand_error"] for row in summary["per_fold"]] == [0.1, 0.3, 0.2]
+    assert summary["per_fold"][1]["per_slice"] == {"rand_error": [0.3], "pixel_error": [0.6]}
 
 
 TINY = Fold(0, train=(0, 1), held_out=(2,))
