@@ -237,3 +237,17 @@ def test_train_refuses_in_fits_own_words(option, value, argument, tmp_path, caps
     assert str(raised.value).startswith(name)
     assert capsys.readouterr().err == f"unet-course train: error: {option}{str(raised.value)[len(name):]}\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_gray_values_flag_trains_with_them_and_excludes_no_augment(tmp_path, capsys):
+    from unet_course.cli.train import _augmentation
+
+    parser = build_parser()
+    assert _augmentation(parser.parse_args(["train", "--out", "x"])) is True  # the paper's geometry only
+    assert _augmentation(parser.parse_args(["train", "--out", "x", "--no-augment"])) is False
+    assert callable(_augmentation(parser.parse_args(["train", "--out", "x", "--gray-values"])))
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["train", "--out", "x", "--gray-values", "--no-augment"])
+    assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert main(["train", *TINY, "--steps", "2", "--out", str(tmp_path / "run"), "--gray-values"]) == 0
+    assert (tmp_path / "run" / "checkpoint.pt").exists()

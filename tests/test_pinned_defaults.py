@@ -12,8 +12,9 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from unet_course import unet_weight_map
-from unet_course.augment import ElasticDeformation, elastic_deform, random_displacement
+from unet_course import UNet, unet_weight_map
+from unet_course.augment import ElasticDeformation, GrayValues, elastic_deform, random_displacement, random_gray_values
+from unet_course.batches import paper_augmentation
 from unet_course.data import SyntheticMembranes
 from unet_course.streaming import TileStream
 from unet_course.runs import read_checkpoint
@@ -95,3 +96,17 @@ def test_fit_trains_with_momentum_0_99_and_records_it(tmp_path):
     assert state["optimizer"]["param_groups"][0]["momentum"] == 0.99
     assert state["settings"]["momentum"] == 0.99 and state["settings"]["batch_size"] == 1
     assert (state["settings"]["w0"], state["settings"]["border_sigma"]) == (10.0, 5.0)
+
+
+def test_gray_values_are_off_unless_asked_and_0_2_each_when_asked():
+    """The paper names gray-value variations without a recipe: off by default, so earlier runs repeat."""
+    assert GrayValues() == (0.2, 0.2, 0.2)
+    images = torch.rand(2, 1, 48, 48, generator=_seeded(7))
+    masks, weights = (images[:, 0] > 0.5).long(), torch.ones(2, 48, 48)
+    default = paper_augmentation()(images, masks, weights, _seeded())
+    off = paper_augmentation(gray_values=None)(images, masks, weights, _seeded())
+    on = paper_augmentation(gray_values=GrayValues())(images, masks, weights, _seeded())
+    assert torch.equal(default[0], off[0]) and not torch.equal(default[0], on[0])
+    told = random_gray_values(3, GrayValues(brightness=0.2, contrast=0.2, gamma=0.2), generator=_seeded())
+    assert torch.equal(random_gray_values(3, generator=_seeded()), told)
+    assert not torch.equal(random_gray_values(3, GrayValues(gamma=0.3), generator=_seeded()), told)

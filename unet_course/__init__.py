@@ -7,7 +7,16 @@ Importing the package never touches the network.
 from .budget import Budget, best_device, describe_runtime, get_budget, seed_everything, training_run
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
-from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from .augment import (
+    Deformed,
+    ElasticDeformation,
+    GrayValues,
+    displacement_field,
+    elastic_deform,
+    random_displacement,
+    random_gray_values,
+    vary_gray_values,
+)
 from .models.fcn import PatchClassifier, convolutionalize
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
 from .sizes import check_tile_size
@@ -40,6 +49,7 @@ from .metrics import (
     warping_error,
 )
 from .runs import History
+from .batches import paper_augmentation
 from .train import fit, paper_loss, validate
 from .hub import pretrained, pretrained_config
 from .calibrate import choose_threshold
@@ -52,6 +62,7 @@ __all__ = [
     "fit",
     "validate",
     "paper_loss",
+    "paper_augmentation",
     "pretrained",
     "pretrained_config",
     "choose_threshold",
@@ -74,6 +85,9 @@ __all__ = [
     "synthetic_roads",
     "elastic_deform",
     "random_displacement",
+    "GrayValues",
+    "random_gray_values",
+    "vary_gray_values",
     "displacement_field",
     "ElasticDeformation",
     "Deformed",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import elastic_deform, orient
+from .augment import GrayValues, _check_gray_values, elastic_deform, orient, random_gray_values, vary_gray_values
 from .data.images import check_mask_values
 from .distributed import process_group
 from .streaming import Augment, Sample, augment_tiles, random_tile, tile_loader
@@ -58,14 +58,26 @@ def loss_weight_map(mask: torch.Tensor, loss_weights: str | None, *, w0: float =
     return torch.as_tensor(unet_weight_map(cells, w0=w0, border_sigma=border_sigma), dtype=torch.float32)
 
 
-def paper_augmentation(grid: int = 3, elastic_sigma: float = 10.0) -> Augment:
-    """The paper's augmentation: a random flip/90° rotation, then elastic deformation (chapter 4)."""
+def paper_augmentation(grid: int = 3, elastic_sigma: float = 10.0, gray_values: GrayValues | None = None) -> Augment:
+    """The course's augmentation: a random flip/90° rotation, then elastic deformation (chapter 4).
+
+    ``gray_values`` (default None: off, so that runs of earlier versions repeat) then varies
+    each image's brightness, contrast and gamma (:class:`~unet_course.augment.GrayValues`),
+    drawn after the geometry from the same generator. ``fit(augment=paper_augmentation(
+    gray_values=GrayValues()))`` trains with it, in memory or streamed.
+    """
+    if gray_values is not None:
+        _check_gray_values(gray_values)
 
     def augment(images, masks, weight_maps, generator):
         k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
         images, masks, weight_maps = (orient(t, k, flip) for t in (images, masks, weight_maps))
-        return tuple(elastic_deform(images, masks, weight_maps, grid=grid, elastic_sigma=elastic_sigma,
-                                    generator=generator))
+        images, masks, weight_maps = elastic_deform(images, masks, weight_maps, grid=grid, elastic_sigma=elastic_sigma,
+                                                    generator=generator)
+        if gray_values is not None:
+            variation = random_gray_values(len(images), gray_values, generator=generator, device=images.device)
+            images = vary_gray_values(images, variation)
+        return images, masks, weight_maps
 
     return augment
 

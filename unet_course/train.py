@@ -292,7 +292,8 @@ def fit(
             passed when the loss takes a third argument. Default: the paper's weighted
             cross-entropy (:func:`paper_loss`). Chapter 5 trains with Dice and focal losses.
         augment: True (default) for flips/rotations + elastic deformation, False for none,
-            or a callable ``(images, masks, weight_maps, generator) -> (images, masks, weight_maps)``.
+            or a callable ``(images, masks, weight_maps, generator) -> (images, masks, weight_maps)``,
+            such as ``paper_augmentation(gray_values=GrayValues())`` to vary gray values too.
             The paper's augmentation runs where the model trains (on the GPU for CUDA); a callable
             runs there too, or, when the data is streamed, on each tile in the workers.
         num_workers: None (default) chooses by the data's size: every item and its weight map is

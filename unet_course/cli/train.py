@@ -63,8 +63,11 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--loss-weights", choices=["balanced", "unet", "none"], default=None,
                        help="per-pixel loss weights: class balance, the paper's border map, or none "
                        "(" + _per_budget("loss_weights") + ")")
-    train.add_argument("--no-augment", action="store_true", help="train without flips, rotations and elastic "
-                       "deformation")
+    augment = train.add_mutually_exclusive_group()
+    augment.add_argument("--no-augment", action="store_true", help="train without flips, rotations and elastic "
+                         "deformation")
+    augment.add_argument("--gray-values", action="store_true", help="also vary each tile's brightness, contrast "
+                         "and gamma (GrayValues(): ±0.2 each; default: off)")
     train.add_argument("--num-workers", type=int, default=None, metavar="N",
                        help="stream the training images through N worker processes that read them and compute "
                        "their weight maps (0: in the training process), so that memory stays flat for many "
@@ -81,6 +84,14 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt to --steps in all")
     add_overwrite(train, "the run already in --out")
     train.add_argument("--seed", type=int, default=0, help="seed of the model, tiles and augmentation (default: 0)")
+
+
+def _augmentation(args):
+    """What ``fit(augment=...)`` gets: the paper's geometry, with gray values when asked, or nothing."""
+    from ..augment import GrayValues
+    from ..batches import paper_augmentation
+
+    return paper_augmentation(gray_values=GrayValues()) if args.gray_values else not args.no_augment
 
 
 def _isbi_data(args, tile: int):
@@ -289,7 +300,7 @@ def _train(args, device: torch.device | None) -> int:
     try:
         history = fit(model, train, val, steps=run["steps"], lr=run["lr"], lr_schedule=run["lr_schedule"],
                       momentum=args.momentum, batch_size=args.batch_size, tile_size=run["tile_size"],
-                      loss_weights=run["loss_weights"], augment=not args.no_augment, num_workers=args.num_workers,
+                      loss_weights=run["loss_weights"], augment=_augmentation(args), num_workers=args.num_workers,
                       eval_every=args.eval_every, checkpoint=checkpoint,
                       checkpoint_every=args.checkpoint_every or max(1, run["steps"] // 10), resume=args.resume,
                       device=device, seed=args.seed, progress=not args.quiet)
