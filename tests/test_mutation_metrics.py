@@ -137,7 +137,7 @@ def test_below_one_half_only_candidate_pairs_are_counted_as_matches():
     (result,) = match_instances(pred, truth, 0.2)
     assert (result.tp, result.fp, result.fn) == (2, 1, 1)
     assert result.matched_iou == pytest.approx((0.25 + 0.4) / 2)
-    assert result.threshold == 0.2 and result.f1 == pytest.approx(2 / 3)
+    assert result.iou_threshold == 0.2 and result.f1 == pytest.approx(2 / 3)
 
 
 def test_threshold_zero_is_accepted_and_a_scalar_is_one_threshold():
@@ -151,7 +151,7 @@ def test_threshold_zero_is_accepted_and_a_scalar_is_one_threshold():
 
 @pytest.mark.parametrize("thresholds, shown", [((), "[]"), ((0.5, 1.0), "[0.5, 1.0]"), (-0.1, "[-0.1]")])
 def test_thresholds_outside_zero_to_one_are_refused_word_for_word(thresholds, shown):
-    message = f"thresholds must be IoU values in [0, 1), got {shown}. The usual one is 0.5."
+    message = f"iou_thresholds must be IoU values in [0, 1), got {shown}. The usual one is 0.5."
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         match_instances(_row((1, 0, 4)), _row((1, 0, 4)), thresholds)
 
