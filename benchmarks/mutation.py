@@ -46,6 +46,7 @@ TARGETS = [
     Target("losses", "unet_course/losses.py", ("tests/test_losses.py", "tests/test_mutation_losses.py")),
     Target("augment", "unet_course/augment.py", ("tests/test_augment.py", "tests/test_pinned_defaults.py",
                                                "tests/test_mutation_augment.py")),
+    Target("gray values", "unet_course/gray_values.py", ("tests/test_gray_values.py", "tests/test_pinned_defaults.py")),
     Target("tiling", "unet_course/tiling.py", ("tests/test_tiling.py", "tests/test_mutation_tiling.py")),
     Target("weight map", "unet_course/weight_map.py", ("tests/test_weights.py", "tests/test_pinned_defaults.py",
                                                    "tests/test_mutation_weights.py")),

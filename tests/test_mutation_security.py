@@ -21,7 +21,8 @@ from unet_course import UNet
 from unet_course.data.download import (CHUNK, MIB, ChecksumError, DownloadError, atomic_file, download_file,
                                        sha256_of, size_and_md5_prefix)
 from unet_course.hub import PRETRAINED, pack_run, pretrained, pretrained_config, verify, weights_url
-from unet_course.runs import RunError, load_parameters, load_run, model_from_config, read_checkpoint, write_checkpoint
+from unet_course.runs import (RunError, load_parameters, load_run, model_from_config, read_checkpoint, weights_sha256,
+                              write_checkpoint)
 
 from conftest import PUBLISHED_CONFIG, tiny_unet
 
@@ -168,6 +169,23 @@ def test_pack_run_stores_the_description_and_fp16_weights(published):
     assert state["format"] == 1 and state["config"] == PUBLISHED_CONFIG
     assert all(value.dtype == torch.float16 for value in state["model"].values())
     assert torch.equal(state["model"]["head.weight"], model.state_dict()["head.weight"].half())
+
+
+def test_pack_run_keeps_no_fp32_digest_and_no_local_path(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = tiny_unet()
+    write_checkpoint(run / "checkpoint.pt", model=model.state_dict(), step=3)
+    folder = tmp_path / "home" / "someone" / "my-cells"
+    config = PUBLISHED_CONFIG | {"data": str(folder), "weights_sha256": weights_sha256(model.state_dict())}
+    (run / "model.json").write_text(json.dumps(config))
+    pack_run(run, tmp_path / "packed.pt")
+    state = torch.load(tmp_path / "packed.pt", weights_only=True)
+    assert state["config"] == PUBLISHED_CONFIG | {"data": "my-cells"}
+    assert state["model_sha256"] == weights_sha256(state["model"])  # the fp16 weights' own digest
+    (run / "model.json").write_text(json.dumps(PUBLISHED_CONFIG | {"data": "isbi2012"}))  # a named set stays
+    pack_run(run, tmp_path / "packed.pt", overwrite=True)
+    assert torch.load(tmp_path / "packed.pt", weights_only=True)["config"]["data"] == "isbi2012"
 
 
 def test_the_mirror_address_and_cache_come_from_the_environment(published, tmp_path, monkeypatch):

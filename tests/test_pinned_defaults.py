@@ -13,7 +13,8 @@ import torch
 from torchvision import tv_tensors
 
 from unet_course import UNet, unet_weight_map
-from unet_course.augment import ElasticDeformation, GrayValues, elastic_deform, random_displacement, random_gray_values
+from unet_course.augment import ElasticDeformation, elastic_deform, random_displacement
+from unet_course.gray_values import GrayValues, random_gray_values
 from unet_course.batches import paper_augmentation
 from unet_course.data import SyntheticMembranes
 from unet_course.streaming import TileStream

@@ -7,16 +7,8 @@ Importing the package never touches the network.
 from .budget import Budget, best_device, describe_runtime, get_budget, seed_everything, training_run
 from .data import ISBI2012, ImageMaskFolder, SyntheticCells, SyntheticMembranes, synthetic_cells, synthetic_membranes
 from .data import ROAD_CLASSES, CamVidTiny, SyntheticRoads, synthetic_roads
-from .augment import (
-    Deformed,
-    ElasticDeformation,
-    GrayValues,
-    displacement_field,
-    elastic_deform,
-    random_displacement,
-    random_gray_values,
-    vary_gray_values,
-)
+from .augment import Deformed, ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from .gray_values import GrayValues, random_gray_values, vary_gray_values
 from .models.fcn import PatchClassifier, convolutionalize
 from .models.unet import UNet, unet_input_size_for, unet_margin, unet_output_size, unet_valid_input_size
 from .sizes import check_tile_size

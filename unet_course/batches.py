@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import GrayValues, _check_gray_values, elastic_deform, orient, random_gray_values, vary_gray_values
+from .augment import elastic_deform, orient
+from .gray_values import GrayValues, _check_gray_values, random_gray_values, vary_gray_values
 from .data.images import check_mask_values
 from .distributed import process_group
 from .streaming import Augment, Sample, augment_tiles, random_tile, tile_loader

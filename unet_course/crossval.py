@@ -34,8 +34,7 @@ from .data.isbi import ISBI2012, NUM_SLICES
 from .files import atomic_file
 from .metrics import challenge_sweep, dice, nvidia_dice, nvidia_resize, pixel_error, rand_error, v_info, v_rand, \
     warping_error
-from .models.unet import UNet
-from .runs import read_checkpoint, weights_sha256, write_config
+from .runs import model_from_config, read_checkpoint, training_config, weights_sha256, write_config
 
 __all__ = ["Fold", "nvidia_folds", "disjoint_folds", "SCORES", "score_slices", "fold_figures", "run_fold", "rescore", "summarize",
            "cross_validate", "published_summary"]
@@ -175,9 +174,9 @@ def run_fold(out: str | os.PathLike, fold: int | Fold, *, budget: str = "cpu", d
     root = Path(data_root) / "isbi2012"
     train, held_out = ISBI2012(root, download=True, indices=fold.train), ISBI2012(root, indices=fold.held_out)
     torch.manual_seed(seed + fold.index)
-    model = UNet(in_channels=1, base_channels=run["base_channels"], depth=run["depth"])
-    config = {"in_channels": 1, "num_classes": 2, "padding": "valid", **run, "data": "isbi2012", "budget": budget,
-              "train_slices": list(fold.train), "held_out_slices": list(fold.held_out)}
+    config = training_config(run, in_channels=1, data="isbi2012", budget=budget, train_slices=list(fold.train),
+                             held_out_slices=list(fold.held_out))
+    model = model_from_config(config)
     if not resume:
         write_config(config_path, config)
     history = fit(model, train, steps=run["steps"], lr=run["lr"], lr_schedule=run["lr_schedule"],

@@ -172,11 +172,23 @@ def pack_run(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool 
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     checkpoint, config_path = run_files(run)
-    config = read_config(config_path)
+    config = _published_config(read_config(config_path))
     state = read_checkpoint(checkpoint)
     weights = {key: value.half() for key, value in state["model"].items()}
     write_checkpoint(out, format=1, config=config, model=weights)
     return sha256_of(out)
+
+
+def _published_config(config: dict) -> dict:
+    """What a published checkpoint says of its run: no digest of the fp32 weights, no local paths.
+
+    The fp16 weights carry their own digest (``model_sha256``); a ``data`` folder is kept by its
+    name only, so a checkpoint never records where its trainer kept the images.
+    """
+    published = {key: value for key, value in config.items() if key != "weights_sha256"}
+    if isinstance(published.get("data"), str) and Path(published["data"]).name != published["data"]:
+        published["data"] = Path(published["data"]).name
+    return published
 
 
 def verify(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[str]:

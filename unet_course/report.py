@@ -16,8 +16,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from .files import atomic_file
 from .evaluation import EvaluationReport
 

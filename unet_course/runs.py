@@ -184,6 +184,18 @@ def model_from_config(config: dict) -> UNet:
                 padding=config.get("padding", "valid"), batch_norm=config.get("batch_norm", False))
 
 
+def training_config(run: dict, *, in_channels: int, data: str, budget: str, **extra) -> dict:
+    """The ``model.json`` a new training run starts with: a valid two-class U-Net, ``run``'s settings.
+
+    ``run`` is a :data:`~unet_course.budget.TRAINING_RUNS` entry, possibly overridden
+    (``base_channels``, ``depth``, ``tile_size``, ``steps``, ``lr``, ...); ``extra`` adds what the
+    caller records beside them (cross-validation: the fold's slices). Build the network with
+    :func:`model_from_config`; ``threshold`` and ``weights_sha256`` are added when training ends.
+    """
+    return {"in_channels": in_channels, "num_classes": 2, "padding": "valid", **run, "data": data, "budget": budget,
+            **extra}
+
+
 def model_description(model: nn.Module) -> dict:
     """What a checkpoint records of the model's shape, to refuse resuming into another one."""
     described = {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}

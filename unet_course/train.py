@@ -224,7 +224,7 @@ def check_fit_arguments(*, steps: int, lr: float, momentum: float = 0.99, batch_
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number above 0, got {lr!r}; the paper's recipe here uses 0.003")
+        raise ValueError(f"lr must be a finite number above 0, got {lr!r}; the course uses 0.003 (the paper gives none)")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be at least 0 and below 1, got {momentum!r}; the paper uses 0.99")
     for name, value in (("batch_size", batch_size), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
@@ -277,9 +277,9 @@ def fit(
         train_data: a dataset of ``(image (C, H, W), mask (H, W))`` or ``(image, mask, weight_map)``.
         val_data: like ``train_data``; evaluated whole, by overlap-tile, every ``eval_every`` steps.
         steps: total optimisation steps (with ``resume``, the total including earlier ones).
-        lr: SGD learning rate. Default 0.003: with momentum 0.99 a step moves about 100× the
-            gradient, and the loss is a mean over pixels.
-        lr_schedule: ``"constant"`` (default, the paper's) or ``"cosine"`` (half a cosine to 0).
+        lr: SGD learning rate. Default 0.003, the course's (the paper gives none): with momentum
+            0.99 a step moves about 100× the gradient, and the loss is a mean over pixels.
+        lr_schedule: ``"constant"`` (default) or ``"cosine"`` (half a cosine to 0); the paper names none.
         momentum: SGD momentum. Default 0.99, the paper's: each update averages ~100 tiles.
         batch_size: tiles per step. Default 1, the paper's choice (large tiles instead).
         tile_size: input tile side. Default: the model's valid size nearest 572 that the images allow.

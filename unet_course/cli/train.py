@@ -16,7 +16,8 @@ import torch
 from ..budget import TRAINING_RUNS
 from ..distributed import process_group
 from ..files import check_output_path
-from ..runs import RUN_FILES, RunError, check_resume, read_checkpoint, read_config, weights_sha256, write_config
+from ..runs import (RUN_FILES, RunError, check_resume, model_from_config, read_checkpoint, read_config, training_config,
+                    weights_sha256, write_config)
 from ..sizes import check_image_fits, check_model_size, check_tile_size
 from .common import CommandFailed, UserError, as_option_error, check_device
 from .parser import add_overwrite
@@ -54,10 +55,10 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--depth", type=int, help="number of poolings (the paper: 4); " + _per_budget("depth"))
     train.add_argument("--tile-size", type=int, help="input tile side, a valid size for the model (the paper: 572); "
                        + _per_budget("tile_size"))
-    train.add_argument("--lr", type=float, default=None, help="SGD learning rate (the paper's recipe: 0.003); "
+    train.add_argument("--lr", type=float, default=None, help="SGD learning rate (the paper gives none); "
                        + _per_budget("lr"))
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
-                       help="constant (the paper's) or cosine decay to 0 over --steps; " + _per_budget("lr_schedule"))
+                       help="constant or cosine decay to 0 over --steps (the paper names neither); " + _per_budget("lr_schedule"))
     train.add_argument("--momentum", type=float, default=0.99, help="SGD momentum (default: 0.99, the paper's)")
     train.add_argument("--batch-size", type=int, default=1, help="tiles per step (default: 1, the paper's)")
     train.add_argument("--loss-weights", choices=["balanced", "unet", "none"], default=None,
@@ -88,7 +89,7 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
 
 def _augmentation(args):
     """What ``fit(augment=...)`` gets: the paper's geometry, with gray values when asked, or nothing."""
-    from ..augment import GrayValues
+    from ..gray_values import GrayValues
     from ..batches import paper_augmentation
 
     return paper_augmentation(gray_values=GrayValues()) if args.gray_values else not args.no_augment
@@ -260,7 +261,6 @@ def command(args) -> int:
 def _train(args, device: torch.device | None) -> int:
     """What ``command`` does in each process: every check first, then rank 0 writes."""
     from ..distributed import wait_for_all
-    from ..models.unet import UNet
     from ..runs import load_parameters
     from ..train import TrainingDiverged, fit
 
@@ -278,12 +278,10 @@ def _train(args, device: torch.device | None) -> int:
     train, val = _training_data(args, run["tile_size"], run["depth"])
     channels = train[0][0].shape[0]
     torch.manual_seed(args.seed)  # the initial weights, so that a run repeats
-    model = UNet(in_channels=channels, base_channels=run["base_channels"], depth=run["depth"])
-    config = {"in_channels": channels, "num_classes": 2, "padding": "valid", **run, "data": args.data,
-              "budget": budget.name}
+    config = training_config(run, in_channels=channels, data=args.data, budget=budget.name)
+    model = model_from_config(config)
     if stored is not None:  # a checkpoint of another model fails now, not after the data is prepared
-        load_parameters(UNet(in_channels=channels, base_channels=run["base_channels"], depth=run["depth"]), state,
-                        checkpoint, config_path)
+        load_parameters(model_from_config(config), state, checkpoint, config_path)
         config = ({key: value for key, value in stored.items() if key not in ("threshold", "weights_sha256")}
                   | {"steps": run["steps"]})
 
