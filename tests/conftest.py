@@ -49,6 +49,18 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+def label_row(*segments: tuple[int, int, int], length: int = 60):
+    """A (1, length) int32 label image with label ``k`` on pixels ``start..stop-1`` per ``(k, start, stop)``."""
+    import numpy as np
+
+    if any(stop > length for _, _, stop in segments):
+        raise ValueError(f"segments {segments} do not fit a row of {length} pixels")
+    labels = np.zeros((1, length), dtype=np.int32)
+    for label, start, stop in segments:
+        labels[0, start:stop] = label
+    return labels
+
+
 def tiny_unet(seed: int = 0, **options):
     """A U-Net of depth 2 with 4 base channels (a 60-px tile predicts 20 px), weights drawn after manual_seed(seed)."""
     import torch

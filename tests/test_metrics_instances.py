@@ -9,18 +9,12 @@ from scipy.optimize import linear_sum_assignment
 from unet_course.data import synthetic_cells
 from unet_course.metrics import instance_iou, match_instances
 
-
-def row(*segments: tuple[int, int, int], length: int = 30) -> np.ndarray:
-    """A (1, length) label image with label ``k`` on pixels ``start..stop-1`` per ``(k, start, stop)``."""
-    labels = np.zeros((1, length), dtype=np.int32)
-    for label, start, stop in segments:
-        labels[0, start:stop] = label
-    return labels
+from conftest import label_row
 
 
 def test_counts_by_hand():
-    truth = row((1, 0, 4), (2, 10, 14))
-    pred = row((7, 0, 3), (8, 13, 14), (9, 20, 25))  # IoU 3/4 with 1, 1/4 with 2, a false positive
+    truth = label_row((1, 0, 4), (2, 10, 14))
+    pred = label_row((7, 0, 3), (8, 13, 14), (9, 20, 25))  # IoU 3/4 with 1, 1/4 with 2, a false positive
     strict, loose = match_instances(pred, truth, iou_thresholds=(0.5, 0.2))
     assert (strict.tp, strict.fp, strict.fn) == (1, 2, 1)
     assert strict.precision == pytest.approx(1 / 3) and strict.recall == 0.5 and strict.f1 == pytest.approx(0.4)
@@ -30,8 +24,8 @@ def test_counts_by_hand():
 
 
 def test_below_one_half_the_matching_is_optimal_not_greedy():
-    truth = row((1, 0, 10), (2, 10, 20))
-    pred = row((3, 0, 3), (4, 3, 15))  # 4 overlaps 1 (7/15) and 2 (5/17); 3 overlaps only 1 (3/10)
+    truth = label_row((1, 0, 10), (2, 10, 20))
+    pred = label_row((3, 0, 3), (4, 3, 15))  # 4 overlaps 1 (7/15) and 2 (5/17); 3 overlaps only 1 (3/10)
     # greedy by IoU would pair 4 with 1 and leave 3 unmatched; the best pairs 4-2 and 3-1
     (result,) = match_instances(pred, truth, iou_thresholds=0.25)
     assert result.tp == 2 and result.matched_iou == pytest.approx((5 / 17 + 3 / 10) / 2)

@@ -15,6 +15,9 @@ import pytest
 from unet_course.metrics import (confusion_matrix, dice, instance_iou, iou, match_instances, pixel_error, rand_error,
                                  rand_scores, topology_preserving_warp, warping_error)
 
+from conftest import label_row
+
+
 PRED = np.array([[0, 1], [1, 1]])
 TRUTH = np.array([[0, 0], [1, 1]])
 
@@ -122,18 +125,11 @@ def test_the_warping_error_of_an_empty_slice_is_nan_without_a_warning():
 
 # --- instances.py (thresholds passed by position) ----------------------------------------------------------------
 
-def _row(*segments: tuple[int, int, int], length: int = 60) -> np.ndarray:
-    """A (1, length) label image with label ``k`` on pixels ``start..stop-1`` per ``(k, start, stop)``."""
-    labels = np.zeros((1, length), dtype=np.int32)
-    for label, start, stop in segments:
-        labels[0, start:stop] = label
-    return labels
-
 
 def test_below_one_half_only_candidate_pairs_are_counted_as_matches():
     """Two predictions inside one cell and one spanning two cells: at most 2 matches, not the 3 an assignment pairs."""
-    truth = _row((1, 0, 20), (2, 30, 34), (3, 36, 40))
-    pred = _row((7, 0, 5), (8, 10, 15), (9, 30, 40))  # IoU 0.25, 0.25 with cell 1; 0.4, 0.4 with cells 2 and 3
+    truth = label_row((1, 0, 20), (2, 30, 34), (3, 36, 40))
+    pred = label_row((7, 0, 5), (8, 10, 15), (9, 30, 40))  # IoU 0.25, 0.25 with cell 1; 0.4, 0.4 with cells 2 and 3
     (result,) = match_instances(pred, truth, 0.2)
     assert (result.tp, result.fp, result.fn) == (2, 1, 1)
     assert result.matched_iou == pytest.approx((0.25 + 0.4) / 2)
@@ -141,7 +137,7 @@ def test_below_one_half_only_candidate_pairs_are_counted_as_matches():
 
 
 def test_threshold_zero_is_accepted_and_a_scalar_is_one_threshold():
-    truth, pred = _row((1, 0, 4)), _row((2, 3, 8))  # IoU 1/8
+    truth, pred = label_row((1, 0, 4)), label_row((2, 3, 8))  # IoU 1/8
     (at_zero,) = match_instances(pred, truth, 0.0)
     assert (at_zero.tp, at_zero.matched_iou) == (1, 0.125)
     (at_half,) = match_instances(pred, truth, 0.5)
@@ -153,12 +149,12 @@ def test_threshold_zero_is_accepted_and_a_scalar_is_one_threshold():
 def test_thresholds_outside_zero_to_one_are_refused_word_for_word(thresholds, shown):
     message = f"iou_thresholds must be IoU values in [0, 1), got {shown}. The usual one is 0.5."
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        match_instances(_row((1, 0, 4)), _row((1, 0, 4)), thresholds)
+        match_instances(label_row((1, 0, 4)), label_row((1, 0, 4)), thresholds)
 
 
 @pytest.mark.parametrize("which", ["pred_labels", "true_labels"])
 def test_instance_functions_refuse_floating_point_labels_word_for_word(which):
-    labels = {"pred_labels": _row((1, 0, 4)), "true_labels": _row((1, 0, 4))}
+    labels = {"pred_labels": label_row((1, 0, 4)), "true_labels": label_row((1, 0, 4))}
     labels[which] = labels[which].astype(np.float64)
     message = (f"{which} must be integer object ids (0 = background), got dtype float64. Label a binary mask first, "
                "e.g. skimage.measure.label(mask > 0.5).")
@@ -169,7 +165,7 @@ def test_instance_functions_refuse_floating_point_labels_word_for_word(which):
 
 
 def test_unsigned_labels_are_object_ids():
-    truth = _row((1, 0, 4)).astype(np.uint16)
+    truth = label_row((1, 0, 4)).astype(np.uint16)
     (result,) = match_instances(truth, truth)
     assert (result.tp, result.matched_iou) == (1, 1.0)
     ious, pred_ids, true_ids = instance_iou(truth, truth)

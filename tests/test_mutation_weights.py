@@ -38,7 +38,7 @@ CASES = [
     ("negative class weight", lambda: class_weight_map(np.array([[0, 1]]), [1.0, -1.0]),
      "class_weights must be finite and >= 0, got [1.0, -1.0]"),
     ("negative class", lambda: class_weight_map(np.array([[0, -1]])),
-     "target must hold class indices >= 0, got a minimum of -1."),
+     "target must be >= 0 (class indices), got a minimum of -1."),
     ("float target", lambda: class_weight_map(np.zeros((2, 2))),
      "target must hold integers, got dtype float64. Convert with .astype(np.int32)."),
     ("connectivity", lambda: instances_from_mask(np.ones((4, 4)), connectivity=2),

@@ -36,8 +36,11 @@ Array = np.ndarray | torch.Tensor
 TOLERANCE = 1e-6
 
 
-def _as_batch(array: Array, name: str, *, integer: bool = True) -> tuple[np.ndarray, bool]:
-    """``array`` as a numpy ``(N, H, W)`` array, and whether it came as a single ``(H, W)``."""
+def _as_batch(array: Array, name: str, *, integer: bool = True, values: str = "") -> tuple[np.ndarray, bool]:
+    """``array`` as a numpy ``(N, H, W)`` array, and whether it came as a single ``(H, W)``.
+
+    ``integer`` arrays must also be >= 0; ``values`` says what their values mean, for the error.
+    """
     array = to_numpy(array)
     if array.ndim not in (2, 3):
         raise ValueError(
@@ -46,20 +49,19 @@ def _as_batch(array: Array, name: str, *, integer: bool = True) -> tuple[np.ndar
         )
     if integer and not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
         raise ValueError(f"{name} must hold integers, got dtype {array.dtype}. Convert with .astype(np.int32).")
+    if integer and array.size and array.dtype != bool and array.min() < 0:
+        raise ValueError(f"{name} must be >= 0 ({values}), got a minimum of {array.min()}.")
     return (array[None] if array.ndim == 2 else array), array.ndim == 2
 
 
 def _as_labels(labels: Array) -> tuple[np.ndarray, bool]:
-    batch, single = _as_batch(labels, "labels")
+    batch, single = _as_batch(labels, "labels", values="0 = background")
     if batch.dtype == bool:
         raise ValueError(
             "labels must be an instance label image (0 = background, 1..K = cells), got a boolean mask. "
             "Turn a binary mask into instances with instances_from_mask(mask) first."
         )
-    batch = batch.astype(np.int64, copy=False)  # one dtype for the filters below, no overflow
-    if batch.size and batch.min() < 0:
-        raise ValueError(f"labels must be >= 0 (0 = background), got a minimum of {batch.min()}.")
-    return batch, single
+    return batch.astype(np.int64, copy=False), single  # one dtype for the filters below, no overflow
 
 
 def _like(result: np.ndarray, single: bool, like: Array, dtype: torch.dtype) -> Array:
@@ -217,9 +219,7 @@ def class_weight_map(target: Array, class_weights: str | Sequence[float] | None 
 
     Taught in chapter 5 (the energy function).
     """
-    batch, single = _as_batch(target, "target")
-    if batch.size and batch.min() < 0:
-        raise ValueError(f"target must hold class indices >= 0, got a minimum of {batch.min()}.")
+    batch, single = _as_batch(target, "target", values="class indices")
     result = np.stack([_class_weights(image.astype(np.int64), class_weights) for image in batch])
     return _like(result.astype(np.float32), single, target, torch.float32)
 

@@ -57,6 +57,9 @@ class ForegroundScores:
     recall: float
 
 
+NO_FOREGROUND = ForegroundScores(float("nan"), float("nan"), float("nan"))  # a truth without foreground scores nothing
+
+
 @dataclass(frozen=True)
 class ThresholdSweep:
     """V_Rand and V_Info of a probability map at each threshold (means over slices), and the best of each."""
@@ -125,7 +128,7 @@ def v_rand_scores(pred_labels: ArrayLike, true_labels: ArrayLike) -> ForegroundS
     """
     n, true_sizes, pred_sizes, counts, singletons = _table(pred_labels, true_labels)
     if n == 0:
-        return ForegroundScores(float("nan"), float("nan"), float("nan"))
+        return NO_FOREGROUND
     both = int(np.sum(counts * counts)) + singletons
     precision = both / (int(np.sum(pred_sizes * pred_sizes)) + singletons)
     recall = both / int(np.sum(true_sizes * true_sizes))
@@ -149,15 +152,7 @@ def v_info_scores(pred_labels: ArrayLike, true_labels: ArrayLike) -> ForegroundS
     A merge lowers the precision, a split the recall. The script's edge cases are kept:
     a truth of one object (``H(A) = 0``) gives precision 0 and recall 1, a prediction of
     one object (``H(B) = 0``) precision 1 and recall 0, so the score is 0 in both cases,
-    even for a perfect prediction of a single cell.
-
-    Args:
-        pred_labels: predicted object ids, 0 = line/membrane (singletons).
-        true_labels: true object ids, 0 = background (ignored), same shape.
-
-    Shape:
-        Any shape, the same for both. Returns :class:`ForegroundScores`, all nan when the
-        truth has no foreground.
+    even for a perfect prediction of a single cell. Arguments and shapes as :func:`v_rand_scores`.
 
     Example:
         >>> v_info_scores(np.array([[1, 1, 2, 2]]), np.array([[1, 1, 2, 2]])).score  # two cells, found
@@ -167,7 +162,7 @@ def v_info_scores(pred_labels: ArrayLike, true_labels: ArrayLike) -> ForegroundS
     """
     n, true_sizes, pred_sizes, counts, singletons = _table(pred_labels, true_labels)
     if n == 0:
-        return ForegroundScores(float("nan"), float("nan"), float("nan"))
+        return NO_FOREGROUND
     lone = singletons / n * float(np.log(n))  # c singletons of probability 1/n: Σ p log p = -(c/n) log n
     sum_a = _entropy_sum(true_sizes, n)
     sum_b = _entropy_sum(pred_sizes, n) - lone
