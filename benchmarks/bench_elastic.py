@@ -33,6 +33,8 @@ from scipy import ndimage  # noqa: E402
 from unet_course import elastic_deform  # noqa: E402
 from unet_course.data import synthetic_membranes  # noqa: E402
 
+from machine import cores, cpu_name, write_report  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 Step = Callable[[], object]
 
@@ -172,18 +174,8 @@ def versions() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     system = f"{platform.system()} {platform.release()}; Python {platform.python_version()}"
-    return f"{cpu}, {cores} cores available (1 used), {system}"
+    return f"{cpu_name()}, {cores()} cores available (1 used), {system}"
 
 
 def main() -> int:
@@ -259,9 +251,7 @@ def main() -> int:
 
 
 def write(path: Path, title: str, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([title, "", *lines, ""]))
-    print(f"wrote {path}")
+    write_report(path, "\n".join([title, "", *lines, ""]))
 
 
 if __name__ == "__main__":

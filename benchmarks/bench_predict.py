@@ -14,7 +14,6 @@ the valid U-Net's time per megapixel against its tile size (its tiles are exact 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import platform
 import sys
 import time
@@ -30,6 +29,8 @@ from torch import nn
 from unet_course import UNet, predict_tiled
 from unet_course.data import synthetic_membranes
 from unet_course.sizes import prediction_tile_size
+
+from machine import cpu_name, versions, write_report
 
 RESULTS = Path(__file__).parent / "results" / "predict_cpu.md"
 
@@ -126,15 +127,8 @@ def valid_table(model: nn.Module, image: torch.Tensor, tiles: list[int], rounds:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = ", ".join(f"{name} {importlib.metadata.version(name)}"
-                         for name in ("torch", "monai", "segmentation_models_pytorch"))
-    return f"{cpu}, torch threads: {torch.get_num_threads()}; Python {platform.python_version()}, {versions}"
+    return (f"{cpu_name()}, torch threads: {torch.get_num_threads()}; Python {platform.python_version()}, "
+            + versions("torch", "monai", "segmentation_models_pytorch"))
 
 
 def main() -> int:
@@ -192,7 +186,7 @@ def main() -> int:
         *header,
         *same_rows,
         "",
-        f"The paper's valid U-Net (`UNet(base_channels=16)`, untrained: only time counts) on the same image. "
+        "The paper's valid U-Net (`UNet(base_channels=16)`, untrained: only time counts) on the same image. "
         "Its tiled prediction equals the whole mirror-padded image at every tile size; larger tiles waste "
         "less of each tile on the context that is cut away.",
         "",
@@ -200,9 +194,7 @@ def main() -> int:
         *valid_rows,
         "",
     ])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
+    write_report(args.output, text)
     return 0
 
 

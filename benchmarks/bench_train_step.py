@@ -34,6 +34,8 @@ from unet_course import ImageMaskFolder, UNet, fit, weighted_cross_entropy
 from unet_course.flops import training_step_flops
 from unet_course.train import _Trainer  # the step fit takes, with its autocast, scaler and memory format
 
+from machine import cpu_name, write_report
+
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).parent))
 PARTS = ("steps", "loading", "precision")
@@ -52,14 +54,6 @@ PEAK_TFLOPS = {
     "V100": {"fp32": 15.7, "tf32": None, "bf16": None, "fp16": 125.0},
     "T4": {"fp32": 8.1, "tf32": None, "bf16": None, "fp16": 65.0},
 }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def _smp_unet():
@@ -95,15 +89,12 @@ def time_steps(model: torch.nn.Module, tile: int, device: torch.device, repeats:
 
 
 def _machine(device: torch.device) -> str:
-    return (f"{_cpu_name()}, {torch.get_num_threads()} threads" if device.type == "cpu"
+    return (f"{cpu_name()}, {torch.get_num_threads()} threads" if device.type == "cpu"
             else torch.cuda.get_device_name(device))
 
 
 def _write(name: str, title: str, description: str, table: str) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / name
-    out.write_text(f"# {title}\n\n{description}\n\n{table}\n")
-    print(f"wrote {out}")
+    write_report(RESULTS / name, f"# {title}\n\n{description}\n\n{table}\n")
 
 
 def steps_part(args, device: torch.device) -> None:

@@ -12,7 +12,6 @@ memory, same per-cell transforms), to show what the windowing alone gains.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time
@@ -27,6 +26,8 @@ from scipy import ndimage
 
 from unet_course import semantic_target, unet_weight_map
 from unet_course.data import synthetic_cells
+
+from machine import cores, cpu_name, write_report
 
 RESULTS = Path(__file__).parent / "results" / "weight_map.md"
 
@@ -87,19 +88,8 @@ def peak_memory(function: Callable[[np.ndarray], np.ndarray], labels: np.ndarray
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, {cores} cores available, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}"
-    )
+    return (f"{cpu_name()}, {cores()} cores available, {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}")
 
 
 def run(cases: list[tuple[int, int | None]], repeats: int) -> tuple[list[str], list[float]]:
@@ -158,9 +148,7 @@ def main() -> int:
             "",
         ]
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
+    write_report(args.output, text)
     if speedups[-1] < 20:
         print(f"note: speed-up at the most cells is {speedups[-1]:.0f}×, below the 20× the library aims for")
     return 0

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,14 @@ def test_cpu_budget_sweep_smoke(isbi_root):
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["steps"] == 2 and 0 < row["threshold"] < 1
     assert 0 <= row["best_pixel"] <= row["pixel_at_threshold"] <= 1 and 0 <= row["best_rand"] <= row["rand_at_threshold"]
+
+
+def test_reports_are_written_whole_and_name_the_machine(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import machine
+
+    report = tmp_path / "results" / "table.md"
+    machine.write_report(report, "# a table\n")
+    assert report.read_text() == "# a table\n" and list(report.parent.iterdir()) == [report]  # no partial left
+    assert machine.cpu_name() and machine.cores() >= 1
+    assert machine.versions("numpy") == f"numpy {np.__version__}"
