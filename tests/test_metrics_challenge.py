@@ -169,6 +169,21 @@ def test_where_membranes_cross_the_line_stays_unbroken():
     assert theirs[5, 5] != 0
 
 
+def test_a_line_pixel_joins_the_cell_it_meets_next_as_vincent_and_soille_flag_says():
+    """Two one-pixel cells on a diagonal, traced by hand in the script's order (columns, then x-1, y-1, x+1, y+1).
+
+    Pixel (row 1, column 2) first meets the line pixel at (1, 1), so it becomes line with the flag up;
+    its next neighbour, above it, has joined the upper cell, and so it joins that cell too. Without the
+    flag it would stay line, and the corner (2, 2) would go to the lower cell instead of becoming line.
+    """
+    interior = np.array([[0, 1, 0],
+                         [1, 0, 0],
+                         [0, 0, 0]], dtype=bool)
+    assert thin_borders(interior).tolist() == [[0, 1, 1],
+                                               [2, 0, 1],
+                                               [2, 2, 0]]
+
+
 def test_thinning_compares_in_double_precision_as_the_script_does():
     """float32 0.3 is 0.30000001...: above the script's third threshold 0.30000000000000004, unlike float32 0.3."""
     pred = np.full((4, 7), 0.3, dtype=np.float32)
