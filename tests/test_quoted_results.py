@@ -36,3 +36,16 @@ def test_chapter_3_quotes_the_prediction_benchmark_as_stored():
     for model, method, ratio, mean_difference, flips in quoted:
         row = stored[MODELS[model], METHODS[method]]
         assert (ratio, mean_difference, flips) == (row[3], row[4], row[6]), (model, method)
+
+
+def test_chapter_6_quotes_the_cpu_budget_sweep_as_stored():
+    notebook = json.loads((ROOT / "book" / "06_training.ipynb").read_text())
+    prose = " ".join(" ".join("".join(cell["source"]).split()) for cell in notebook["cells"]
+                     if cell["cell_type"] == "markdown")
+    assert "held-out pixel error 0.15 at its best threshold against 0.086" in prose
+    stored = {row[0]: row for row in _table_rows(
+        (ROOT / "benchmarks" / "results" / "cpu_budget_sweep.md").read_text(), "| run | steps |")}
+    # best pixel error over thresholds: the doubled peak rate against the constant 0.003 of the same length
+    faster, constant = stored["faster peak rate"], stored["constant rate (the gpu budget's schedule)"]
+    assert (faster[2], constant[2], faster[1]) == ("0.006", "0.003", constant[1])
+    assert (f"{float(faster[8]):.2f}", f"{float(constant[8]):.3f}") == ("0.15", "0.086")
