@@ -49,3 +49,13 @@ def test_chapter_6_quotes_the_cpu_budget_sweep_as_stored():
     faster, constant = stored["faster peak rate"], stored["constant rate (the gpu budget's schedule)"]
     assert (faster[2], constant[2], faster[1]) == ("0.006", "0.003", constant[1])
     assert (f"{float(faster[8]):.2f}", f"{float(constant[8]):.3f}") == ("0.15", "0.086")
+
+
+def test_the_conclusion_quotes_chapter_8s_road_iou_as_stored():
+    import re
+
+    notebook = json.loads((ROOT / "book" / "08_beyond_biomedicine.ipynb").read_text())
+    printed = "".join("".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", []))
+    ours, smp = re.search(r"road \(drivable region\) IoU: .*our UNet ([\d.]+), smp\.Unet ([\d.]+)", printed).groups()
+    conclusion = " ".join((ROOT / "book" / "conclusion.md").read_text().split())
+    assert f"chapter 8's stored run: road IoU {float(smp):.2f} and {float(ours):.2f}" in conclusion
