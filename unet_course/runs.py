@@ -244,7 +244,9 @@ def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torc
     Raises ``FileNotFoundError`` for a missing file and :class:`RunError` for a damaged one,
     one that holds Python objects besides tensors and numbers, or one that is no dictionary.
     """
-    name = path if not isinstance(path, io.IOBase) else "the checkpoint"
+    stream = isinstance(path, io.IOBase)
+    name = "the checkpoint" if stream else path  # where a message starts with it
+    described = "the checkpoint" if stream else f"the checkpoint {path}"  # within a message
     if not isinstance(path, io.IOBase) and not Path(path).exists():
         raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
     try:
@@ -256,15 +258,15 @@ def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torc
                        f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
                        f"or re-save yours as a plain state dict: torch.save(model.state_dict(), path)") from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError):
-        raise RunError(f"cannot read the checkpoint {name}: the file is damaged or incomplete; train again, "
+        raise RunError(f"cannot read {described}: the file is damaged or incomplete; train again, "
                        f"or use an intact copy") from None
     if not isinstance(state, dict):
-        raise RunError(f"{name} is not a checkpoint of `unet-course train` (no state dict); train again")
-    _check_digest(state, name)
+        raise RunError(f"{described} holds no state dict: it is not a checkpoint of `unet-course train`; train again")
+    _check_digest(state, described)
     return state
 
 
-def _check_digest(state: dict, name) -> None:
+def _check_digest(state: dict, described: str) -> None:
     """Refuse a checkpoint whose weights no longer match the ``model_sha256`` written with them."""
     parameters, recorded = state.get("model"), state.get("model_sha256")
     if recorded is None or not isinstance(parameters, dict):
@@ -272,7 +274,7 @@ def _check_digest(state: dict, name) -> None:
     if any(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in parameters.values()):
         return  # no bytes to hash
     if weights_sha256(parameters) != recorded:
-        raise RunError(f"the checkpoint {name} is damaged: its weights do not match the SHA-256 written with them; "
+        raise RunError(f"{described} is damaged: its weights do not match the SHA-256 written with them; "
                        f"restore an intact copy, or train again")
 
 
