@@ -267,3 +267,29 @@ def test_the_progress_bar_shows_only_when_asked(capsys):
     assert capsys.readouterr().err == ""
     predict_tiled(model, image, tile_size=16, context=2, progress=True)
     assert "tiles" in capsys.readouterr().err
+
+
+def test_the_default_same_size_layout_measures_the_centre_and_tiles_flush_with_the_edges(monkeypatch):
+    """Defaults: the context is measured on the central 128² crop of the first image, tiles are 512², the first at 0
+    and the last flush with the far edge, and an image that fits one tile is predicted in one pass."""
+    import unet_course.tiling as tiling
+
+    torch.manual_seed(0)
+    model = UNet(base_channels=4, depth=2, padding="same").eval()
+    measured, seen = [], []
+    real = tiling.effective_receptive_field
+    monkeypatch.setattr(tiling, "effective_receptive_field",
+                        lambda m, crop, **kw: measured.append(crop) or real(m, crop, **kw))
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    image = torch.rand(1, 1, 600, 560)
+    predict_tiled(model, image)
+    assert len(measured) == 1 and torch.equal(measured[0], image[0, :, 236:364, 216:344])  # (600-128)/2, (560-128)/2
+    tiles = seen[1]  # after the 128² probe
+    assert len(seen) == 2 and tiles.shape == (4, 1, 512, 512)
+    expected = [image[0, :, top:top + 512, left:left + 512] for top in (0, 88) for left in (0, 48)]
+    assert all(torch.equal(tile, crop) for tile, crop in zip(tiles, expected))
+    seen.clear()
+    measured.clear()
+    small = torch.rand(1, 1, 512, 480)
+    predict_tiled(model, small)
+    assert not measured and len(seen) == 1 and torch.equal(seen[0], small)  # one tile: the whole image
