@@ -293,3 +293,10 @@ def test_the_default_same_size_layout_measures_the_centre_and_tiles_flush_with_t
     small = torch.rand(1, 1, 512, 480)
     predict_tiled(model, small)
     assert not measured and len(seen) == 1 and torch.equal(seen[0], small)  # one tile: the whole image
+
+
+def test_a_valid_model_without_pooling_may_predict_one_pixel_per_tile():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 2, 3)  # margin 1, alignment 1: a 3-px tile gives one output pixel, a step of 1
+    image = torch.rand(1, 1, 6, 6)
+    torch.testing.assert_close(predict_tiled(conv, image, tile_size=3), predict_tiled(conv, image, tile_size=8))
