@@ -349,6 +349,58 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "the rings' device differs only off the CPU, which a CPU-only test run cannot hold",
     ('unet_course/tiling.py', 'per_ring = torch.zeros(size, dtype=gradient.dtype, ).index_add_(0, ring.flatten(),'):
         "the rings' device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/weight_map.py', 'def _as_batch(array: Array, name: str, *, integer: bool = True, values: str = "XXXX") -> tuple[np.ndarray, bool]:'):
+        'the default is read only for integer arrays, and every call that checks integers passes its own values',
+    ('unet_course/weight_map.py', 'return batch.astype(np.int64, copy=None), single  # one dtype for the filters below, no overflow'):
+        'whether astype copies changes no value: the array is read, never written',
+    ('unet_course/weight_map.py', 'return batch.astype(np.int64, ), single  # one dtype for the filters below, no overflow'):
+        'whether astype copies changes no value: the array is read, never written',
+    ('unet_course/weight_map.py', 'return batch.astype(np.int64, copy=True), single  # one dtype for the filters below, no overflow'):
+        'whether astype copies changes no value: the array is read, never written',
+    ('unet_course/weight_map.py', 'table = np.asarray(class_weights, dtype=None)'):
+        'np.asarray of floats is float64 already, and integer weights index the same values, cast to float32 after',
+    ('unet_course/weight_map.py', 'table = np.asarray(class_weights, )'):
+        'np.asarray of floats is float64 already, and integer weights index the same values, cast to float32 after',
+    ('unet_course/weight_map.py', 'if table.ndim != 1 or len(table) <= target.max(initial=None):'):
+        "initial=None is max's default: it differs only for an empty target, which has no pixel to weight",
+    ('unet_course/weight_map.py', 'f"class_weights must give one weight per class (at least {int(target.max(initial=None)) + 1}), "'):
+        "initial=None is max's default: it differs only for an empty target, refused before this message",
+    ('unet_course/weight_map.py', 'counts = np.bincount(target.ravel()).astype(None)'):
+        'astype(None) is astype(float64): the same counts',
+    ('unet_course/weight_map.py', 'return torch.from_numpy(np.ascontiguousarray(result)).to(device=None, dtype=dtype)'):
+        "the result's device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/weight_map.py', 'return torch.from_numpy(np.ascontiguousarray(result)).to(dtype=dtype)'):
+        "the result's device differs only off the CPU, which a CPU-only test run cannot hold",
+    ('unet_course/weight_map.py', 'largest = ndimage.maximum_filter(labels, footprint=footprint, )'):
+        "scipy's default mode, reflect, repeats the edge pixel for a 3×3 footprint, as nearest does",
+    ('unet_course/weight_map.py', 'hidden = np.where(labels == 0, labels.max(initial=None) + 1, labels)'):
+        "initial=None is max's default: it differs only for an empty batch",
+    ('unet_course/weight_map.py', 'hidden = np.where(labels == 0, labels.max(initial=1) + 1, labels)'):
+        'any value above every label hides the background in the minimum; with no cells there is no border either way',
+    ('unet_course/weight_map.py', 'footprint = np.ones((1, 3, 3), dtype=None)  # (1, 3, 3): never look across images of a batch'):
+        'a float footprint of ones selects the same neighbours as a boolean one',
+    ('unet_course/weight_map.py', 'hidden = np.where(labels == 0, labels.max(initial=0) + 2, labels)'):
+        'any value above every label hides the background in the minimum filter',
+    ('unet_course/weight_map.py', 'smallest = ndimage.minimum_filter(hidden, footprint=footprint, )'):
+        "scipy's default mode, reflect, repeats the edge pixel for a 3×3 footprint, as nearest does",
+    ('unet_course/weight_map.py', 'footprint = np.ones((1, 3, 3), )  # (1, 3, 3): never look across images of a batch'):
+        'a float footprint of ones selects the same neighbours as a boolean one',
+    ('unet_course/weight_map.py', "if cells.max(initial=None) > cells.size:  # huge ids would make find_objects' list huge"):
+        "initial=None is max's default: it differs only for an empty image",
+    ('unet_course/weight_map.py', "if cells.max(initial=1) > cells.size:  # huge ids would make find_objects' list huge"):
+        'initial=1 differs from 0 only for an all-background image, whose ids never exceed its size',
+    ('unet_course/weight_map.py', "if cells.max(initial=0) >= cells.size:  # huge ids would make find_objects' list huge"):
+        'renumbering ids 1..K keeps every distance: an id equal to the size is renumbered or not to the same map',
+    ('unet_course/weight_map.py', 'if w0 < TOLERANCE:'):
+        'at w0 = 1e-6 the term never exceeds TOLERANCE, so it is left at 0 whether computed or not',
+    ('unet_course/weight_map.py', 'return _like(result.astype(np.float32), single, labels, None)'):
+        'the map is float32 already, so .to(dtype=None) keeps float32',
+    ('unet_course/weight_map.py', 'return _like(result.astype(np.float32), single, target, None)'):
+        'the map is float32 already, so .to(dtype=None) keeps float32',
+    ('unet_course/weight_map.py', 'batch, single = _as_batch(mask, "mask", integer=None)'):
+        'integer=None is as falsy as False: masks of any dtype are accepted either way',
+    ('unet_course/weight_map.py', 'return _like(_separation_border(batch), single, labels, None)'):
+        'the border is boolean already, so .to(dtype=None) keeps bool',
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }
