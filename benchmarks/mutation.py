@@ -401,6 +401,40 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'integer=None is as falsy as False: masks of any dtype are accepted either way',
     ('unet_course/weight_map.py', 'return _like(_separation_border(batch), single, labels, None)'):
         'the border is boolean already, so .to(dtype=None) keeps bool',
+    ('unet_course/metrics/thinning.py', 'labels[unreached] = label_components(unreached, )[unreached] + max(labels.max(), 0)'):
+        'label_components joins 4-connected pixels by default',
+    ('unet_course/metrics/thinning.py', 'labels = np.pad(label_components(interior, ).astype(np.int64), 1, constant_values=_OUTSIDE).T.copy()'):
+        'label_components joins 4-connected pixels by default',
+    ('unet_course/metrics/thinning.py', 'touching |= np.roll(labels >= 0, shift, axis=axis)'):
+        'no pixel is 0 at that point: interior pixels are cells 1..K, the rest membrane or frame, both negative',
+    ('unet_course/metrics/thinning.py', "line_flag = None  # Vincent and Soille's flag: the last line pixel came from a line neighbour"):
+        'the flag is read only when the pixel itself became line earlier in the same loop, which sets it first',
+    ('unet_course/metrics/thinning.py', "line_flag = True  # Vincent and Soille's flag: the last line pixel came from a line neighbour"):
+        'the flag is read only when the pixel itself became line earlier in the same loop, which sets it first',
+    ('unet_course/metrics/thinning.py', 'elif own >= 0 and own != neighbour:'):
+        'a pixel already line that meets a cell with the flag down stays line, and the flag stays down, either way',
+    ('unet_course/metrics/thinning.py', 'line_flag = None'):
+        'None is as falsy as False wherever the flag is read',
+    ('unet_course/metrics/thinning.py', 'labels = np.pad(label_components(interior, 4).astype(None), 1, constant_values=_OUTSIDE).T.copy()'):
+        'float labels compare and convert back to the same integers: the result is cast to int64',
+    ('unet_course/metrics/thinning.py', 'labels = np.asarray(labels, dtype=None).reshape(membrane.shape).T[1:-1, 1:-1]'):
+        'the list holds Python ints, which numpy reads as int64 anyway',
+    ('unet_course/metrics/thinning.py', 'labels = np.asarray(labels, ).reshape(membrane.shape).T[1:-1, 1:-1]'):
+        'the list holds Python ints, which numpy reads as int64 anyway',
+    ('unet_course/metrics/thinning.py', 'labels[unreached] = label_components(unreached, 4)[unreached] - max(labels.max(), 0)'):
+        'membrane no cell reaches exists only without any interior, where max(labels.max(), 0) is 0',
+    ('unet_course/metrics/thinning.py', 'return binary(x if x.dtype == bool else x.astype(None), threshold)'):
+        'astype(None) is astype(float64)',
+    ('unet_course/metrics/instances.py', 'if labels.dtype.kind not in "XXiuXX":'):
+        '"XXiuXX" still contains the kinds "i" and "u", and no dtype kind is "X"',
+    ('unet_course/metrics/instances.py', 'if iou_threshold > 0.5:'):
+        'at an IoU cut of exactly 0.5 only pairs above it match, and those are unique, as the assignment finds too',
+    ('unet_course/metrics/instances.py', 'if iou_threshold >= 1.5:'):
+        'the optimal assignment finds the same unique pairs above 0.5 that the direct path does (tested against each other)',
+    ('unet_course/metrics/instances.py', 'return numerator / denominator if denominator else float("NAN")'):
+        'float() reads "NAN" as nan',
+    ('unet_course/metrics/instances.py', 'matched_iou=float(matched.mean()) if tp else float("NAN"),'):
+        'float() reads "NAN" as nan',
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

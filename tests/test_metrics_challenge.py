@@ -20,6 +20,7 @@ from unet_course.metrics import (
     v_rand_scores,
 )
 from unet_course.metrics._arrays import label_components
+from unet_course.metrics.thinning import interior_mask
 
 
 def brute_force_v_rand(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -272,3 +273,10 @@ def test_the_sweep_takes_given_thresholds_and_refuses_none():
     assert sweep.thresholds == (0.5,) and sweep.v_rand == (1.0,)
     with pytest.raises(ValueError, match="thresholds is empty"):
         challenge_sweep(np.ones((4, 7)), two_cells(), thresholds=[])
+
+
+def test_thinning_keeps_a_boolean_map_as_it_is_and_names_its_argument():
+    np.testing.assert_array_equal(interior_mask(np.array([True, False]), 1.0), [True, False])  # no threshold applies
+    with pytest.raises(ValueError) as raised:
+        thin_borders(np.array([["a"]]))
+    assert str(raised.value) == "pred must hold numbers or booleans, got dtype <U1."

@@ -170,3 +170,19 @@ def test_unsigned_labels_are_object_ids():
     assert (result.tp, result.matched_iou) == (1, 1.0)
     ious, pred_ids, true_ids = instance_iou(truth, truth)
     assert ious.tolist() == [[1.0]] and pred_ids.tolist() == true_ids.tolist() == [1]
+
+
+def test_an_iou_of_exactly_the_threshold_is_not_a_match():
+    truth, pred = label_row((1, 0, 2)), label_row((2, 0, 1))  # IoU 1/2
+    (at_half,) = match_instances(pred, truth, 0.5)
+    (below,) = match_instances(pred, truth, 0.3)
+    assert (at_half.tp, at_half.fp, at_half.fn) == (0, 1, 1) and (below.tp, below.fp, below.fn) == (1, 0, 0)
+
+
+def test_a_single_pair_below_one_half_is_matched_and_no_match_warns_nothing():
+    (result,) = match_instances(label_row((2, 0, 4)), label_row((1, 0, 5)), 0.3)  # one pair, IoU 0.8
+    assert (result.tp, result.fp, result.fn) == (1, 0, 0) and result.matched_iou == pytest.approx(0.8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (result,) = match_instances(label_row((2, 10, 14)), label_row((1, 0, 4)), 0.3)  # no overlap at all
+    assert result.tp == 0 and np.isnan(result.matched_iou)
