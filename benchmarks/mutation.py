@@ -435,6 +435,20 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'float() reads "NAN" as nan',
     ('unet_course/metrics/instances.py', 'matched_iou=float(matched.mean()) if tp else float("NAN"),'):
         'float() reads "NAN" as nan',
+    ('unet_course/metrics/nvidia.py', 'probabilities, truth = probabilities.astype(None), truth.astype(np.float64)'):
+        'astype(None) is astype(float64)',
+    ('unet_course/metrics/nvidia.py', 'probabilities, truth = probabilities.astype(np.float64), truth.astype(None)'):
+        'astype(None) is astype(float64)',
+    ('unet_course/metrics/nvidia.py', '_check(probabilities.astype(None), truth)'):
+        'astype(None) is astype(float64)',
+    ('unet_course/metrics/nvidia.py', 'resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=None, antialias=False)'):
+        "F.interpolate's align_corners=None means False for bilinear",
+    ('unet_course/metrics/nvidia.py', 'resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=None)'):
+        "F.interpolate's antialias defaults to False; None is as falsy",
+    ('unet_course/metrics/nvidia.py', 'resized = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=False)'):
+        "F.interpolate's align_corners=None means False for bilinear",
+    ('unet_course/metrics/nvidia.py', 'resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, )'):
+        "F.interpolate's antialias defaults to False",
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

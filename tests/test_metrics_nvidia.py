@@ -113,3 +113,35 @@ def test_resize_defaults_to_388_and_keeps_the_stack():
     assert resized == pytest.approx(0.25) and (labels == 1).all()
     with pytest.raises(ValueError, match="size must be a positive int"):
         nvidia_resize(np.zeros((4, 4)), np.zeros((4, 4), int), size=0)
+
+
+def test_refusals_word_for_word():
+    truth = np.ones((4, 4))
+    cases = [
+        (lambda: nvidia_dice(np.full((4, 4), 1.5), truth),
+         "probabilities must lie in [0, 1], got values from 1.5 to 1.5. Pass P(cell interior), e.g. "
+         "logits.softmax(dim=1)[:, 1], not logits."),
+        (lambda: nvidia_dice(np.full((4, 4), 0.5), np.arange(16).reshape(4, 4)),
+         "truth must be a binary map (0 = membrane, 1 = cell interior), got values [0.0, 1.0, 2.0, 3.0, 4.0]. "
+         "Divide 0/255 labels by 255."),
+        (lambda: nvidia_dice(np.full(4, 0.5), np.ones(4)), "Expected (H, W) or (N, H, W) maps with N ≥ 1, got shape (4,)."),
+        (lambda: nvidia_dice(np.zeros((0, 4, 4)), np.zeros((0, 4, 4))),
+         "Expected (H, W) or (N, H, W) maps with N ≥ 1, got shape (0, 4, 4)."),
+        (lambda: nvidia_resize(np.full(4, 0.5), np.ones(4)), "Expected (H, W) or (N, H, W) maps, got shape (4,)."),
+        (lambda: nvidia_resize(np.full((4, 4), 0.5), truth, size=True),
+         f"size must be a positive int (NVIDIA's: {NVIDIA_SIZE}), got True."),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value) == message
+
+
+def test_a_one_pixel_resize_and_an_empty_class_without_warnings():
+    probabilities, labels = nvidia_resize(np.full((4, 4), 0.5), np.ones((4, 4)), size=1)
+    assert probabilities.shape == (1, 1) and labels.tolist() == [[1]]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # eps = 0 and no membrane anywhere: 0/0 for that class, nan, and no warning
+        assert np.isnan(nvidia_dice(np.ones((2, 2)), np.ones((2, 2)), eps=0.0))
