@@ -449,6 +449,32 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "F.interpolate's align_corners=None means False for bilinear",
     ('unet_course/metrics/nvidia.py', 'resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, )'):
         "F.interpolate's antialias defaults to False",
+    ('unet_course/metrics/challenge.py', 'return float("NAN"), float("nan")'):
+        'float() reads "NAN" as nan',
+    ('unet_course/metrics/challenge.py', 'return float("nan"), float("NAN")'):
+        'float() reads "NAN" as nan',
+    ('unet_course/metrics/challenge.py', 'p = sizes[sizes >= 0] / n'):
+        'object sizes come from a contingency table of present objects: none is 0',
+    ('unet_course/metrics/challenge.py', 'return 2.0 * precision * recall / total if total else float("NAN")'):
+        'float() reads "NAN" as nan',
+    ('unet_course/metrics/challenge.py', 'if labels.dtype.kind not in "XXbiuXX":'):
+        '"XXbiuXX" still contains the kinds "b", "i" and "u", and no dtype kind is "X"',
+    ('unet_course/metrics/challenge.py', 'true_ids, pred_ids, counts = contingency_table(truth[foreground].astype(None),'):
+        'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
+    ('unet_course/metrics/challenge.py', 'pred[foreground].astype(None))'):
+        'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
+    ('unet_course/metrics/challenge.py', 'counts = counts.astype(None)'):
+        'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
+    ('unet_course/metrics/challenge.py', 'true_sizes = np.bincount(true_index, weights=counts).astype(np.int64) if (counts.size) or True else counts'):
+        'np.bincount of an empty index with empty weights is the same empty array',
+    ('unet_course/metrics/challenge.py', 'true_sizes = np.bincount(true_index, weights=counts).astype(None) if counts.size else counts'):
+        'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
+    ('unet_course/metrics/challenge.py', 'pred_sizes = np.bincount(pred_index, weights=counts[joined]).astype(np.int64) if (joined.any()) or True else counts[:0]'):
+        'np.bincount of an empty index with empty weights is the same empty array',
+    ('unet_course/metrics/challenge.py', 'pred_sizes = np.bincount(pred_index, weights=counts[joined]).astype(None) if joined.any() else counts[:0]'):
+        'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
+    ('unet_course/metrics/challenge.py', 'return label_components(interior_mask(truth, threshold), )'):
+        'label_components joins 4-connected pixels by default',
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }

@@ -20,6 +20,7 @@ from unet_course.metrics import (
     v_rand_scores,
 )
 from unet_course.metrics._arrays import label_components
+from unet_course.metrics.challenge import ForegroundScores
 from unet_course.metrics.thinning import interior_mask
 
 
@@ -280,3 +281,40 @@ def test_thinning_keeps_a_boolean_map_as_it_is_and_names_its_argument():
     with pytest.raises(ValueError) as raised:
         thin_borders(np.array([["a"]]))
     assert str(raised.value) == "pred must hold numbers or booleans, got dtype <U1."
+
+
+def test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does():
+    expected, threshold = [], 0.0
+    while threshold <= 1.0:  # the script's loop: 11 values, the last 0.9999999999999999
+        expected.append(threshold)
+        threshold += 0.1
+    assert CHALLENGE_THRESHOLDS == tuple(expected) and len(expected) == 11
+
+
+def test_challenge_refusals_and_edge_cases_word_for_word():
+    cases = [
+        (lambda: v_rand_scores(np.zeros((2, 2)), np.ones((2, 2), dtype=int)), "pred_labels must be integer object ids"),
+        (lambda: v_rand_scores(np.ones((2, 2), dtype=int), np.zeros((2, 2))), "true_labels must be integer object ids"),
+        (lambda: challenge_sweep(np.zeros(4), np.ones(4)), "Expected (H, W) or (N, H, W) maps, got shape (4,)."),
+        (lambda: challenge_sweep(np.zeros((4, 4)), np.ones((4, 4)), thresholds=()),
+         "thresholds is empty; pass at least one, e.g. CHALLENGE_THRESHOLDS."),
+        (lambda: v_rand(np.zeros((2, 4, 4)), np.ones((2, 4, 4))), "Expected one (H, W) slice, got shape (2, 4, 4)."),
+        (lambda: v_info(np.zeros((2, 4, 4)), np.ones((2, 4, 4))), "Expected one (H, W) slice, got shape (2, 4, 4)."),
+    ]
+    for call, start in cases:
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value).startswith(start), str(raised.value)
+    assert str(raised.value).endswith("Score slices one at a time, e.g. metric(pred[0], truth[0]), and average.")
+    with pytest.raises(ValueError) as raised:
+        v_rand_scores(np.zeros((2, 2)), np.ones((2, 2), dtype=int))
+    assert str(raised.value).endswith("got dtype float64. For probability or binary maps use v_rand(pred, truth, "
+                                      "threshold=...) or v_info(...), which label and thin for you.")
+    # independent labelings share no information: precision and recall 0, the F-score undefined
+    independent = v_info_scores(np.array([[1, 2], [1, 2]]), np.array([[1, 1], [2, 2]]))
+    assert (independent.precision, independent.recall) == (0.0, 0.0) and math.isnan(independent.score)
+    assert v_info_scores(np.array([[1, 2]]), np.array([[1, 1]])) == ForegroundScores(0.0, 0.0, 1.0)  # one true cell
+    assert v_info_scores(np.array([[1]]), np.array([[1]])).score == 0.0  # a one-pixel truth still scores
+    no_foreground = challenge_sweep(np.full((4, 4), 0.9), np.zeros((4, 4), dtype=int))  # nothing to score anywhere
+    assert math.isnan(no_foreground.best_v_rand) and math.isnan(no_foreground.best_v_rand_threshold)
+    assert math.isnan(no_foreground.best_v_info) and math.isnan(no_foreground.best_v_info_threshold)
