@@ -480,13 +480,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 }
 
 # Said under the table's introduction: what the table does not show yet.
-NOTE = ("The scores of `tiling` and `checkpoint loading` were measured before checkpoint reading moved from "
-        "`train.py` to `runs.py` (`read_checkpoint`, the target now named in `benchmarks/mutation.py`) and before the "
-        "same-size path of `tiling.py` was rebuilt: `make mutation TARGETS=\"tiling checkpoint-loading\"` measures "
-        "them again. Not yet measured: `metrics.instances`, the weight map, `models/unet` and `models/fcn` (their "
-        "targets name the tests written for them, so a first run now includes those) and `runs.py`. On a loaded "
-        "machine mutmut's time limit can count a slow run as a timeout (killed): 9 of the 136 mutants killed in "
-        "the first warping run were timeouts, and a run of the survivors keeps that verdict.")
+NOTE = ("Every target was measured on this code except `augment` (measured before the gray-value variation moved to "
+        "`gray_values.py`: its row counts those mutants too) and the targets whose score shows no run yet. A run of "
+        "the survivors after new tests (`--survivors`) keeps the other verdicts, so a score may mix two runs of the "
+        "same code. On a loaded machine mutmut's time limit can count a slow run as a timeout (killed); the killed "
+        "column says how many kills were timeouts.")
 
 # What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
 CONFIG = """
@@ -615,6 +613,11 @@ def collect(target: Target, previous: dict | None = None, again: list[str] = ())
 
 def report() -> str:
     """``benchmarks/results/mutation.md``: one row per target measured, then every survivor and equivalent."""
+
+    def timeouts(r: dict) -> str:
+        count = r["counts"].get("timeout", 0)
+        return f" ({count} timeout{'s' * (count != 1)})" if count else ""
+
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
     order = {target.name: k for k, target in enumerate(TARGETS)}
     results.sort(key=lambda r: order.get(r["target"], len(order)))
@@ -634,7 +637,7 @@ def report() -> str:
             if first["scored"] else "—"
         score = "—" if r["score"] is None else f"{100 * r['score']:.1f}% ({r['killed']}/{r['scored']})"
         lines.append(f"| {r['target']} | {r['wing']} | `{where}` | {tests} | {sum(r['counts'].values())} | "
-                     f"{r['killed']} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {before} | "
+                     f"{r['killed']}{timeouts(r)} | {len(r['survivors'])} | {r['counts'].get('equivalent', 0)} | {before} | "
                      f"{score} |")
     for r in results:
         if r["survivors"] or r["equivalent"]:
