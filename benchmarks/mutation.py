@@ -475,6 +475,24 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'astype(None) is astype(float64): the same ids and counts, exact in float64 at these sizes',
     ('unet_course/metrics/challenge.py', 'return label_components(interior_mask(truth, threshold), )'):
         'label_components joins 4-connected pixels by default',
+    ('unet_course/metrics/challenge.py', 'thresholds, threshold = None'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'thresholds, threshold = [], 1.0'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'while threshold < 1.0:'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'while threshold <= 2.0:'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'thresholds.append(None)'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'threshold = 0.1'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'threshold -= 0.1'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'threshold += 1.1'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
+    ('unet_course/metrics/challenge.py', 'return tuple(None)'):
+        "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
 }
