@@ -61,6 +61,29 @@ def label_row(*segments: tuple[int, int, int], length: int = 60):
     return labels
 
 
+def stored_outputs(notebook: dict) -> str:
+    """Every text a notebook's code cells printed or displayed (plain and Markdown), as stored."""
+    parts = []
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            parts.append("".join(output.get("text", "")))
+            for kind in ("text/plain", "text/markdown"):
+                parts.append("".join(output.get("data", {}).get(kind, "")))
+    return "\n".join(parts)
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
 def tiny_unet(seed: int = 0, **options):
     """A U-Net of depth 2 with 4 base channels (a 60-px tile predicts 20 px), weights drawn after manual_seed(seed)."""
     import torch

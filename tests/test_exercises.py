@@ -27,6 +27,8 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from nbclient import NotebookClient
 
+from conftest import stored_outputs
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```|~~~)python[ \t]*\n(?P<code>.*?)^(?P=indent)(?P=fence)[ \t]*$",
@@ -50,17 +52,29 @@ def _tree(source: str) -> ast.Module:
     return ast.parse(TransformerManager().transform_cell(source))
 
 
+# Nodes with a scope of their own: what they bind stays inside (a comprehension's loop variable too).
+_OWN_SCOPE = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp, ast.SetComp,
+              ast.DictComp, ast.GeneratorExp)
+
+
+def _module_scope(node: ast.AST):
+    """``node`` and the nodes under it that bind in its scope: no descent into functions or comprehensions."""
+    yield node
+    if not isinstance(node, _OWN_SCOPE):
+        for child in ast.iter_child_nodes(node):
+            yield from _module_scope(child)
+
+
 def defined_names(source: str) -> set[str]:
     """Names a cell binds at module level (assignments, imports, defs, loop and with targets)."""
     names = set()
-    for node in _tree(source).body:
-        for inner in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [node]:
-            if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(inner.name)
-            elif isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
-                names.add(inner.id)
-            elif isinstance(inner, (ast.Import, ast.ImportFrom)):
-                names.update((alias.asname or alias.name).split(".")[0] for alias in inner.names)
+    for inner in _module_scope(_tree(source)):
+        if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(inner.name)
+        elif isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
+            names.add(inner.id)
+        elif isinstance(inner, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in inner.names)
     return names
 
 
@@ -243,20 +257,9 @@ def test_every_figure_a_solution_states_is_registered(path):
     assert unregistered == [], f"{path.stem}: figures stated in a solution but not checked here: {unregistered}"
     for text, file, figures in QUOTED.get(path.stem, []):
         assert all(figure in (ROOT / file).read_text() for figure in figures), (text, file)
-    outputs = _stored_outputs(notebook)
+    outputs = stored_outputs(notebook)
     for text, figures in FROM_CHAPTER.get(path.stem, []):
         assert [figure for figure in figures if figure not in outputs] == [], (text, path.stem)
-
-
-def _stored_outputs(notebook: dict) -> str:
-    """Every text the notebook's code cells printed or displayed (plain and Markdown), as stored."""
-    parts = []
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            parts.append("".join(output.get("text", "")))
-            for kind in ("text/plain", "text/markdown"):
-                parts.append("".join(output.get("data", {}).get(kind, "")))
-    return "\n".join(parts)
 
 
 def test_the_registry_catches_a_new_figure():
@@ -285,6 +288,8 @@ def test_the_solutions_with_code_are_found():
 def test_only_the_needed_cells_run():
     cells = ["import numpy as np", "a = np.zeros(3)", "slow = train()", "b = a + 1", "def f():\n    return b"]
     assert needed_cells(cells, ["print(f(), a)"]) == [0, 1, 3, 4]
+    # a comprehension's loop variable is its own: the cell that reads a trained run does not bind `a`
+    assert needed_cells(cells + ["firsts = [a[0] for a in slow]"], ["print(a)"]) == [0, 1]
 
 
 @pytest.mark.slow

@@ -262,7 +262,8 @@ def test_load_checkpoint_loads_tensors_and_refuses_code(tmp_path):
     (tmp_path / "code.pt").write_bytes(buffer.getvalue())
     with pytest.raises(RunError) as raised:
         read_checkpoint(tmp_path / "code.pt")
-    assert str(raised.value).startswith(f"{tmp_path / 'code.pt'} holds Python objects besides tensors and numbers")
+    assert str(raised.value).startswith(f"the checkpoint {tmp_path / 'code.pt'} holds Python objects besides "
+                                        "tensors and numbers")
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     with pytest.raises(FileNotFoundError, match=r"^No checkpoint at .*absent\.pt\. Train with fit\(\.\.\., "
                                                 r"checkpoint='.*absent\.pt'\) first\.$"):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+from conftest import stored_outputs, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,24 +16,12 @@ METHODS = {"`predict_tiled`, default": "`predict_tiled` default (tile 512)",
            "MONAI, overlap 0.25": "MONAI, tile 512, overlap 0.25", "MONAI, overlap 0.5": "MONAI, tile 512, overlap 0.5"}
 
 
-def _table_rows(text: str, header: str) -> list[list[str]]:
-    """The cells of each row of the Markdown table whose header line starts with ``header``."""
-    lines = text.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith(header))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
-
-
 def test_chapter_3_quotes_the_prediction_benchmark_as_stored():
     notebook = json.loads((ROOT / "book" / "03_unet_architecture.ipynb").read_text())
     prose = next("".join(cell["source"]) for cell in notebook["cells"]
                  if cell["cell_type"] == "markdown" and "| model | method | time vs MONAI" in "".join(cell["source"]))
-    quoted = _table_rows(prose, "| model | method | time vs MONAI")
-    stored = {(row[0], row[1]): row for row in _table_rows(
+    quoted = table_rows(prose, "| model | method | time vs MONAI")
+    stored = {(row[0], row[1]): row for row in table_rows(
         (ROOT / "benchmarks" / "results" / "predict_cpu.md").read_text(), "| model | method | time |")}
     assert len(quoted) == 6
     for model, method, ratio, mean_difference, flips in quoted:
@@ -43,7 +34,7 @@ def test_chapter_6_quotes_the_cpu_budget_sweep_as_stored():
     prose = " ".join(" ".join("".join(cell["source"]).split()) for cell in notebook["cells"]
                      if cell["cell_type"] == "markdown")
     assert "held-out pixel error 0.15 at its best threshold against 0.086" in prose
-    stored = {row[0]: row for row in _table_rows(
+    stored = {row[0]: row for row in table_rows(
         (ROOT / "benchmarks" / "results" / "cpu_budget_sweep.md").read_text(), "| run | steps |")}
     # best pixel error over thresholds: the doubled peak rate against the constant 0.003 of the same length
     faster, constant = stored["faster peak rate"], stored["constant rate (the gpu budget's schedule)"]
@@ -52,10 +43,8 @@ def test_chapter_6_quotes_the_cpu_budget_sweep_as_stored():
 
 
 def test_the_conclusion_quotes_chapter_8s_road_iou_as_stored():
-    import re
-
     notebook = json.loads((ROOT / "book" / "08_beyond_biomedicine.ipynb").read_text())
-    printed = "".join("".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", []))
+    printed = stored_outputs(notebook)
     ours, smp = re.search(r"road \(drivable region\) IoU: .*our UNet ([\d.]+), smp\.Unet ([\d.]+)", printed).groups()
     conclusion = " ".join((ROOT / "book" / "conclusion.md").read_text().split())
     assert f"chapter 8's stored run: road IoU {float(smp):.2f} and {float(ours):.2f}" in conclusion

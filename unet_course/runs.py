@@ -245,16 +245,15 @@ def read_checkpoint(path: str | os.PathLike | BinaryIO, map_location: str | torc
     one that holds Python objects besides tensors and numbers, or one that is no dictionary.
     """
     stream = isinstance(path, io.IOBase)
-    name = "the checkpoint" if stream else path  # where a message starts with it
-    described = "the checkpoint" if stream else f"the checkpoint {path}"  # within a message
-    if not isinstance(path, io.IOBase) and not Path(path).exists():
+    described = "the checkpoint" if stream else f"the checkpoint {path}"
+    if not stream and not Path(path).exists():
         raise FileNotFoundError(f"No checkpoint at {path}. Train with fit(..., checkpoint='{path}') first.")
     try:
         with warnings.catch_warnings():  # torch warns before refusing a raw pickle; our message says it all
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # torch's text would suggest weights_only=False, which can run code
-        raise RunError(f"{name} holds Python objects besides tensors and numbers, which are not loaded because "
+        raise RunError(f"{described} holds Python objects besides tensors and numbers, which are not loaded because "
                        f"loading them could run code; use a checkpoint written by fit or `unet-course train`, "
                        f"or re-save yours as a plain state dict: torch.save(model.state_dict(), path)") from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError):
