@@ -186,6 +186,18 @@ def test_a_line_pixel_joins_the_cell_it_meets_next_as_vincent_and_soille_flag_sa
                                                [2, 2, 0]]
 
 
+def test_a_pixel_between_two_cells_stays_line_when_its_first_cell_comes_round_again():
+    """Traced by hand in the script's order (x-1, y-1, x+1, y+1): the centre pixel first joins the lower cell
+    (left), meets the upper cell (above) and becomes line with the flag down; the lower cell again (right,
+    below) must not take it back: the flag is up only for a pixel that became line from a line neighbour."""
+    interior = np.array([[0, 1, 0],
+                         [1, 0, 1],
+                         [1, 1, 1]], dtype=bool)
+    assert thin_borders(interior).tolist() == [[0, 1, 0],
+                                               [2, 0, 2],
+                                               [2, 2, 2]]
+
+
 def test_thinning_compares_in_double_precision_as_the_script_does():
     """float32 0.3 is 0.30000001...: above the script's third threshold 0.30000000000000004, unlike float32 0.3."""
     pred = np.full((4, 7), 0.3, dtype=np.float32)
@@ -213,6 +225,12 @@ def test_a_split_hand_counted():
     split = two_cells().astype(float)  # a membrane line through it: 12 + 12 pixels and 4 singletons
     recall = (144 + 144 + 4) / 28**2
     assert v_rand(split, truth) == pytest.approx(f_score(1.0, recall))
+
+
+def test_a_graded_truth_is_cut_at_the_predictions_threshold_as_the_script_does():
+    truth = np.where(two_cells(), 1.0, 0.7)  # the membrane column at 0.7: interior at a cut of 0.5, membrane at 0.8
+    assert v_rand(truth, truth, threshold=0.8) == 1.0 and v_info(truth, truth, threshold=0.8) == 1.0
+    assert v_rand(truth, truth, threshold=0.5) == 1.0 and v_info(truth, truth, threshold=0.5) == 0.0  # one cell
 
 
 def test_a_thick_predicted_membrane_is_thinned_and_costs_nothing():

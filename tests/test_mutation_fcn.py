@@ -132,3 +132,61 @@ def test_sample_patches_refuses_a_mismatch_or_a_patch_too_large_word_for_word():
     _refused("expected image and mask of the same (H, W), at least 9 pixels each, got image (9, 8) and mask (9, 8); "
              "pass a smaller patch_size or a larger image", lambda: sample_patches(np.zeros((9, 8)), np.zeros((9, 8)),
                                                                                    2, 9))
+
+
+def test_every_layer_that_cannot_act_on_a_map_is_named():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.BatchNorm1d(2), nn.Linear(2, 2), nn.LayerNorm(2))
+    _refused(UNSUPPORTED.format("['BatchNorm1d', 'Linear', 'LayerNorm'], where BatchNorm1d, LayerNorm cannot act on a "
+                                "map of positions. Replace those layers, or convolutionalize by hand."),
+             lambda: convolutionalize(model))
+
+
+@pytest.mark.parametrize("classifier", [nn.Linear(4, 2), None])
+def test_a_model_with_features_needs_a_sequential_classifier(classifier):
+    class Half(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3))
+            if classifier is not None:
+                self.classifier = classifier
+
+    _refused("convolutionalize supports models with .features and an nn.Sequential .classifier (like PatchClassifier "
+             "or torchvision's VGG/AlexNet) or an nn.Sequential with one nn.Flatten; got Half. Wrap your layers in one "
+             "of these layouts.", lambda: convolutionalize(Half()))
+
+
+def test_a_non_square_adaptive_pool_sets_the_kernel_of_the_first_linear():
+    class Wide(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 3, 3))
+            self.avgpool = nn.AdaptiveAvgPool2d((2, 3))
+            self.classifier = nn.Sequential(nn.Linear(3 * 2 * 3, 2))
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    torch.manual_seed(0)
+    model = Wide().eval()
+    fcn = convolutionalize(model)
+    assert fcn.head[0].kernel_size == (2, 3)
+    x = torch.rand(2, 1, 4, 5)  # features 2×3: the pool is the identity, as at a torchvision model's own input size
+    assert torch.allclose(fcn(x)[:, :, 0, 0], model(x), atol=1e-6)
+
+
+def test_the_converted_layers_share_nothing_with_the_model_not_even_hooks():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    fcn = convolutionalize(model)
+    calls = []
+    fcn.head[1].register_forward_hook(lambda *_: calls.append("fcn"))
+    model(torch.rand(1, 1, 3, 3))
+    assert calls == [] and fcn.head[1] is not model[3]
+
+
+def test_sample_patches_is_the_same_draw_every_time_by_default():
+    image, mask = np.arange(400.0).reshape(20, 20), (np.arange(400).reshape(20, 20) // 7) % 2
+    first, labels = sample_patches(image, mask, 6, 5)
+    again, _ = sample_patches(image, mask, 6, 5)
+    seeded, _ = sample_patches(image, mask, 6, 5, seed=0)
+    other, _ = sample_patches(image, mask, 6, 5, seed=1)
+    assert torch.equal(first, again) and torch.equal(first, seeded) and not torch.equal(first, other)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from unet_course import UNet
-from unet_course.tiling import effective_receptive_field, mirror_pad, predict_tiled
+from unet_course.tiling import _tile_starts, effective_receptive_field, mirror_pad, predict_tiled
 
 MODEL = UNet(base_channels=2, depth=2)
 
@@ -266,7 +266,9 @@ def test_the_progress_bar_shows_only_when_asked(capsys):
     predict_tiled(model, image, tile_size=16, context=2, progress=False)
     assert capsys.readouterr().err == ""
     predict_tiled(model, image, tile_size=16, context=2, progress=True)
-    assert "tiles" in capsys.readouterr().err
+    assert re.search(r"(^|\r)tiles: 100%", capsys.readouterr().err)  # the bar is called "tiles"
+    predict_tiled(MODEL, image, tile_size=60, progress=True)  # the valid path's bar as well
+    assert re.search(r"(^|\r)tiles: 100%", capsys.readouterr().err)
 
 
 def test_the_default_same_size_layout_measures_the_centre_and_tiles_flush_with_the_edges(monkeypatch):
@@ -300,3 +302,51 @@ def test_a_valid_model_without_pooling_may_predict_one_pixel_per_tile():
     conv = nn.Conv2d(1, 2, 3)  # margin 1, alignment 1: a 3-px tile gives one output pixel, a step of 1
     image = torch.rand(1, 1, 6, 6)
     torch.testing.assert_close(predict_tiled(conv, image, tile_size=3), predict_tiled(conv, image, tile_size=8))
+
+
+def test_a_same_size_model_gives_logits_when_asked_and_its_size_is_checked():
+    model = Counting()
+    image = torch.rand(1, 3, 3)
+    with torch.no_grad():
+        assert torch.allclose(predict_tiled(model, image, tile_size=3, activation=None), model.conv(image[None])[0],
+                              atol=1e-6)
+
+    class Squaring(nn.Module):  # keeps a square's size, cuts any other tile to a square
+        def forward(self, x):
+            side = min(x.shape[-2:])
+            return torch.cat([x, -x], 1)[..., :side, :side]
+
+    with pytest.raises(ValueError) as raised:
+        predict_tiled(Squaring(), torch.rand(1, 6, 9), tile_size=16)
+    assert str(raised.value) == "the model mapped a (6, 9) tile to (6, 6); a same-size model must keep the size"
+
+
+def test_a_one_pixel_high_image_is_predicted_as_it_is_not_mirrored():
+    model, image = _box(), torch.rand(1, 1, 20)  # a 3×3 box sees zeros above and below the single row
+    with torch.no_grad():
+        whole = model(image[None])[0]
+    torch.testing.assert_close(predict_tiled(model, image, tile_size=32, activation=None), whole)
+
+
+def test_a_small_tile_caps_the_measured_context_at_an_eighth_of_its_side():
+    model, image = _box(31, 15), torch.rand(1, 1, 200, 200)  # measured context 15 px; a 60-px tile allows 60 // 8 = 7
+    capped = predict_tiled(model, image, tile_size=60, activation=None)
+    torch.testing.assert_close(capped, predict_tiled(model, image, tile_size=60, context=7, activation=None))
+    assert not torch.allclose(capped, predict_tiled(model, image, tile_size=60, context=6, activation=None))
+
+
+def test_a_tile_that_spans_one_side_needs_no_room_for_overlaps_along_it():
+    model, image = _box(), torch.rand(1, 1, 40, 200)  # 40 px high: one tile spans the height, 2·20 px = 40 of context
+    with torch.no_grad():
+        whole = model(image)
+    torch.testing.assert_close(predict_tiled(model, image, tile_size=48, context=20, activation=None), whole)
+
+
+def test_tile_starts_lie_on_the_step_overlap_enough_and_end_flush():
+    for step in (1, 4, 8):
+        for tile in (16, 24, 40, 64):
+            for overlap in range(0, tile - step + 1, 3):
+                for length in range(tile, 4 * tile + 1, step):
+                    starts = _tile_starts(length, tile, overlap, step)
+                    assert starts[0] == 0 and starts[-1] == length - tile and all(s % step == 0 for s in starts)
+                    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:])), (length, tile, overlap)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from unet_course import UNet
-from unet_course.models.unet import (center_crop, unet_input_size_for, unet_layer_shapes, unet_margin,
+from unet_course.models.unet import (center_crop, he_init, unet_input_size_for, unet_layer_shapes, unet_margin,
                                      unet_nearest_valid_sizes, unet_num_parameters, unet_output_size,
                                      unet_valid_input_size)
 
@@ -138,3 +138,36 @@ def test_he_init_gives_zero_biases_and_the_up_convolutions_fan_in_of_their_input
     assert up.weight.std().item() == pytest.approx((2 / 128) ** 0.5, rel=0.02)
     assert abs(up.weight.mean().item()) < 0.002 and torch.count_nonzero(up.bias) == 0
     assert model.head.weight.std().item() == pytest.approx((2 / 64) ** 0.5, rel=0.15)
+
+
+def test_center_crop_keeps_a_single_row_or_column():
+    features = np.arange(5 * 6).reshape(5, 6)
+    assert center_crop(features, (2, 1)).tolist() == [[8], [14]]
+    assert center_crop(features, (1, 2)).tolist() == [[14, 15]]
+
+
+def test_he_init_counts_the_inputs_of_an_up_convolution_whose_kernel_is_larger_than_its_stride():
+    torch.manual_seed(0)
+    up = torch.nn.ConvTranspose2d(64, 16, kernel_size=4, stride=2)  # each output pixel sees 2×2 positions × 64 inputs
+    he_init(up)
+    assert up.weight.std().item() == pytest.approx((2 / (64 * 4)) ** 0.5, rel=0.03)
+
+
+def test_the_layer_shapes_default_to_the_papers_gray_input_in_whole_pixels():
+    shapes = unet_layer_shapes(572)
+    assert shapes[0] == ("input", 1, 572) and shapes[6] == ("down2.pool", 128, 140)
+    assert all(type(side) is int for _, _, side in shapes)  # printed as 284, never 284.0
+
+
+def test_the_valid_input_size_defaults_to_the_papers_depth():
+    assert unet_valid_input_size(520) == 524 and unet_valid_input_size(572) == 572  # depth 5 would give 540
+
+
+def test_a_misfit_height_is_named_as_the_height():
+    with pytest.raises(ValueError, match=r"^the input height of 46 px does not fit UNet\(depth=2, "):
+        UNet(base_channels=2, depth=2)(torch.zeros(1, 1, 46, 44))
+
+
+def test_a_padded_models_sizes_follow_its_padding():
+    model = UNet(base_channels=2, depth=2, padding="same")
+    assert (model.valid_input_size(30), model.nearest_valid_sizes(30), model.input_size_for(30)) == (32, (28, 32), 32)

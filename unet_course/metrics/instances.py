@@ -92,19 +92,16 @@ def _match(rows: np.ndarray, cols: np.ndarray, ious: np.ndarray, iou_threshold: 
         # IoU > 0.5 needs more than half of both objects, so no object can have two
         # such partners: the pairs above the threshold are the matching, no search needed.
         return ious[above]
-    rows, cols, ious = rows[above], cols[above], ious[above]
-    if ious.size == 0:
-        return ious
-    row_ids, rows = np.unique(rows, return_inverse=True)
-    col_ids, cols = np.unique(cols, return_inverse=True)
+    row_ids, rows = np.unique(rows[above], return_inverse=True)
+    col_ids, cols = np.unique(cols[above], return_inverse=True)
+    table = np.zeros((len(row_ids), len(col_ids)))  # the IoU of each candidate pair, else 0
+    table[rows, cols] = ious[above]
     # Maximise the number of matches first (each is worth more than all IoUs together),
     # then the total IoU among matchings of that size; non-candidates are worth 0.
-    bonus = min(len(row_ids), len(col_ids)) + 1.0
-    gain = np.zeros((len(row_ids), len(col_ids)))
-    gain[rows, cols] = bonus + ious
-    chosen_rows, chosen_cols = linear_sum_assignment(gain, maximize=True)
-    chosen = gain[chosen_rows, chosen_cols] > 0
-    return gain[chosen_rows[chosen], chosen_cols[chosen]] - bonus
+    bonus = min(table.shape) + 1.0
+    chosen = linear_sum_assignment(np.where(table > 0, bonus + table, 0.0), maximize=True)
+    matched = table[chosen]
+    return matched[matched > 0]
 
 
 def _ratio(numerator: float, denominator: float) -> float:
