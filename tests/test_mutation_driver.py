@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -29,6 +30,20 @@ def test_every_target_names_a_module_and_test_files_that_exist():
             assert (ROOT / test.split("::")[0]).is_file(), test
         for module, line in driver.EQUIVALENT:
             assert (ROOT / module).is_file() and line.strip() == line and line
+
+
+def test_every_function_a_target_names_is_in_its_module():
+    """A renamed function would drop out of its target without a word: mutmut matches the names as globs."""
+    driver = _driver()
+    for target in driver.TARGETS:
+        tree = ast.parse((ROOT / target.module).read_text())
+        names = {f"x_{node.name}" for node in tree.body if isinstance(node, ast.FunctionDef)}
+        names |= {f"x\u01c1{node.name}\u01c1{method.name}" for node in tree.body if isinstance(node, ast.ClassDef)
+                  for method in node.body if isinstance(method, ast.FunctionDef)}
+        prefix = target.module.removesuffix(".py").replace("/", ".") + "."
+        for glob in target.functions:
+            assert glob.startswith(prefix) and glob.endswith("*"), glob
+            assert glob[len(prefix):-1] in names, f"{target.name}: no function {glob[len(prefix):-1]}"
 
 
 def test_the_report_scores_killed_over_mutants_less_equivalent(tmp_path, monkeypatch):

@@ -179,6 +179,19 @@ def test_an_iou_of_exactly_the_threshold_is_not_a_match():
     assert (at_half.tp, at_half.fp, at_half.fn) == (0, 1, 1) and (below.tp, below.fp, below.fn) == (1, 0, 0)
 
 
+def test_below_one_half_the_matching_takes_the_most_pairs_then_the_largest_total_iou():
+    """The matching core on candidate pairs (prediction row, truth column, IoU), cut at 0.1."""
+    from unet_course.metrics.instances import _match
+
+    def matched(rows, cols, ious):
+        return sorted(_match(np.array(rows), np.array(cols), np.array(ious), 0.1).tolist())
+
+    assert matched([0, 1], [1, 0], [0.3, 0.4]) == [0.3, 0.4]  # only the crossed pairs are candidates
+    assert matched([0, 0, 1], [0, 1, 0], [0.45, 0.2, 0.2]) == [0.2, 0.2]  # two pairs beat one of a larger IoU
+    assert matched([0, 0, 1, 1], [0, 1, 0, 1], [0.45, 0.2, 0.2, 0.35]) == [0.35, 0.45]  # then the larger total
+    assert matched([0, 1], [0, 0], [0.05, 0.3]) == [0.3]  # a pair at or below the cut is no candidate
+
+
 def test_a_single_pair_below_one_half_is_matched_and_no_match_warns_nothing():
     (result,) = match_instances(label_row((2, 0, 4)), label_row((1, 0, 5)), 0.3)  # one pair, IoU 0.8
     assert (result.tp, result.fp, result.fn) == (1, 0, 0) and result.matched_iou == 4 / 5  # the IoU itself, exactly
