@@ -128,3 +128,4 @@ def test_takes_weight_map_reads_the_losss_positional_arguments():
     assert not takes_weight_map(lambda logits, target: logits.mean())
     assert not takes_weight_map(lambda logits, target, *, weight_map=None: logits.mean())  # keyword only: not passed
     assert not takes_weight_map(Dice()) and not takes_weight_map(torch.nn.CrossEntropyLoss())
+    assert not takes_weight_map(max)  # a builtin without a signature to read: given logits and target only

@@ -9,9 +9,11 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
+import unet_course.sizes as sizes
 from unet_course import UNet
-from unet_course.sizes import (PAPER_TILE, SAME_SIZE_TILE, alignment, check_tile_size, prediction_tile_size,
-                               training_tile_size, whole_image_tile_size)
+from unet_course.models.unet import unet_num_parameters
+from unet_course.sizes import (PAPER_TILE, SAME_SIZE_TILE, alignment, check_image_fits, check_model_size,
+                               check_tile_size, prediction_tile_size, training_tile_size, whole_image_tile_size)
 
 VALID = UNet(base_channels=2, depth=2)  # margin 20, sizes 44 + 4k
 SAME = UNet(base_channels=2, depth=2, padding="same")  # sizes 4k
@@ -150,3 +152,79 @@ def test_a_depth_given_as_a_number_is_that_depth():
                                  "44 (output 4) (none is smaller)")
     with pytest.raises(ValueError, match=r"depth 3; nearest valid sizes: 92 \(output 4\) and 100 \(output 12\)$"):
         check_tile_size(96, 3)
+
+
+def test_a_same_size_models_tile_holds_eight_contexts():
+    assert prediction_tile_size(SAME, 10, 10, context=100) == 800 and prediction_tile_size(SAME, 10, 10, 63) == 512
+    assert prediction_tile_size(Plain(), 10, 10, context=101) == 808  # any size a plain model takes
+
+
+def test_an_image_fits_a_tile_once_mirror_padded_by_the_margin():
+    check_image_fits(60, 40, 30, 15)  # 30 + 2·15 = 60: just enough
+    with pytest.raises(ValueError) as raised:
+        check_image_fits(60, 40, 29, 15)
+    assert str(raised.value) == ("an image is 29×40 pixels, too small for tile_size 60 even with 15 mirrored pixels "
+                                 "per side; pass a smaller tile_size")
+    with pytest.raises(ValueError) as raised:
+        check_image_fits(60, 29, 40, 15, name="--tile-size", image="slice 3")
+    assert str(raised.value) == ("slice 3 is 40×29 pixels, too small for --tile-size 60 even with 15 mirrored pixels "
+                                 "per side; pass a smaller --tile-size")
+
+
+# --- the memory a model needs ----------------------------------------------------------------------------------------
+
+class _Limit:
+    """Stands for pathlib.Path in unet_course.sizes: only the cgroup's memory limit exists, holding ``text``."""
+
+    def __init__(self, text: str | None):
+        self.text = text
+
+    def __call__(self, path: str):
+        limit = self
+
+        class _File:
+            def read_text(self):
+                if path != "/sys/fs/cgroup/memory.max" or limit.text is None:
+                    raise FileNotFoundError(path)
+                return limit.text
+
+        return _File()
+
+
+@pytest.mark.parametrize("limit, expected", [
+    (None, 4096 * 1000), ("max\n", 4096 * 1000), ("2048000\n", 2048000), ("8192000", 4096 * 1000),
+])
+def test_the_memory_is_the_machines_or_its_containers_limit_where_lower(monkeypatch, limit, expected):
+    monkeypatch.setattr(sizes.os, "sysconf", lambda name: {"SC_PHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}[name])
+    monkeypatch.setattr(sizes, "Path", _Limit(limit))
+    assert sizes._memory_bytes() == expected
+
+
+def test_the_memory_is_unknown_where_the_system_does_not_say(monkeypatch):
+    def unknown(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(sizes.os, "sysconf", unknown)
+    assert sizes._memory_bytes() is None
+
+
+def test_a_model_is_refused_only_when_four_float32_copies_of_it_exceed_the_memory(monkeypatch):
+    config = {"base_channels": 2, "depth": 1, "in_channels": 3, "num_classes": 4, "batch_norm": True}
+    count = unet_num_parameters(in_channels=3, num_classes=4, base_channels=2, depth=1, batch_norm=True)
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: 16 * count)  # exactly enough
+    assert check_model_size(config) == count
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: None)  # unknown: nothing refused
+    assert check_model_size({"base_channels": 10**6, "depth": 4}) == unet_num_parameters(base_channels=10**6)
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: 16 * count - 1)
+    with pytest.raises(ValueError) as raised:
+        check_model_size(config)
+    assert str(raised.value) == (
+        f"the model: UNet(base_channels=2, depth=1) has {count:.3g} parameters, about {16 * count / 1e9:.3g} GB to "
+        f"train or {4 * count / 1e9:.3g} GB to load, more than this machine's {(16 * count - 1) / 1e9:.3g} GB; use a "
+        f"smaller base_channels or depth (the paper: 64 and 4)")
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: 24 * 2**30)
+    with pytest.raises(ValueError) as raised:
+        check_model_size({"base_channels": 1024, "depth": 4}, what="run/model.json")
+    assert str(raised.value) == (
+        "run/model.json: UNet(base_channels=1024, depth=4) has 7.94e+09 parameters, about 127 GB to train or 31.8 GB "
+        "to load, more than this machine's 25.8 GB; use a smaller base_channels or depth (the paper: 64 and 4)")

@@ -139,7 +139,8 @@ def takes_weight_map(loss: Callable) -> bool:
     """Whether ``loss`` takes a third positional argument, the weight map, besides logits and target.
 
     :func:`~unet_course.train.fit` passes the weight map only to a loss that takes it, so that
-    two-argument losses such as ``smp.losses.DiceLoss`` train as they are (chapter 5).
+    two-argument losses such as ``smp.losses.DiceLoss`` train as they are (chapter 5). A callable
+    whose signature cannot be read (a builtin) is given the two.
 
     Example:
         >>> takes_weight_map(weighted_cross_entropy), takes_weight_map(torch.nn.CrossEntropyLoss())
