@@ -13,7 +13,8 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from unet_course.augment import ElasticDeformation, displacement_field, elastic_deform, random_displacement
+from unet_course.augment import (ElasticDeformation, displacement_field, elastic_deform, orient, random_displacement,
+                                  undo_orient)
 
 IMAGES = "Add a batch or channel axis with images[None] or images[:, None], and convert with .float()."
 GRID = "Expected a displacement grid of shape (N, 2, grid_h, grid_w) with at least 2 nodes per side, got {}. " \
@@ -153,3 +154,10 @@ def test_float64_images_with_masks_and_weight_maps_share_one_grid():
     out = elastic_deform(images, masks, weights, generator=torch.Generator().manual_seed(0))
     assert (out.images.dtype, out.masks.dtype, out.weight_maps.dtype) == (torch.float64, torch.int64, torch.float32)
     assert set(out.masks.unique().tolist()) <= {0, 1, 2}
+
+
+def test_undo_orient_undoes_every_view_an_integer_draw_names():
+    x = torch.arange(12.0).reshape(1, 3, 4)
+    for turns in range(-1, 6):
+        for flip in range(4):  # flip counts when odd: 0 and 2 keep, 1 and 3 mirror
+            assert torch.equal(undo_orient(orient(x, turns, flip), turns, flip), x), (turns, flip)

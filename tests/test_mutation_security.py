@@ -378,3 +378,32 @@ def test_the_shipped_network_is_the_default_and_loads_offline(monkeypatch):
 def test_a_mirror_address_keeps_its_own_letters(monkeypatch):
     monkeypatch.setenv("UNET_COURSE_WEIGHTS_URL", "https://mirror.example/BOX/")
     assert weights_url("isbi2012-cpu") == f"https://mirror.example/BOX/{PRETRAINED['isbi2012-cpu']['file']}"
+
+
+def test_a_file_where_the_default_cache_belongs_is_named_as_the_default_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNET_COURSE_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".cache").write_text("not a folder")
+    monkeypatch.setitem(PRETRAINED, "remote", {"file": "remote.pt", "sha256": "0" * 64})  # not shipped: cached
+    with pytest.raises(ValueError) as raised:
+        pretrained("remote")
+    assert str(raised.value) == (f"the default cache: {tmp_path / '.cache'} is a file, not a folder; point "
+                                 "UNET_COURSE_CACHE or cache_dir at a folder for downloaded checkpoints")
+
+
+def test_load_model_takes_a_run_or_a_published_name(tmp_path, monkeypatch):
+    from unet_course.hub import load_model
+
+    monkeypatch.chdir(tmp_path)
+    model, config = load_model("isbi2012-cpu")  # no such path here: the shipped network
+    assert config == pretrained_config("isbi2012-cpu") and model.base_channels == config["base_channels"]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), pretrained().state_dict().values()))
+    run = tmp_path / "isbi2012-cpu"  # a run folder that happens to bear a published name: the folder wins
+    run.mkdir()
+    tiny = tiny_unet(seed=5)
+    write_checkpoint(run / "checkpoint.pt", model=tiny.state_dict())
+    (run / "model.json").write_text(json.dumps({"base_channels": 4, "depth": 2}))
+    model, config = load_model("isbi2012-cpu")
+    assert config == {"base_channels": 4, "depth": 2} and torch.equal(model.head.weight, tiny.head.weight)
+    model, config = load_model(run)
+    assert config == {"base_channels": 4, "depth": 2} and not model.training
