@@ -248,6 +248,13 @@ def test_steps_is_the_total_and_may_equal_what_the_checkpoint_holds():
         check_resume(STATE, "c.pt", steps=100, world_size=2, settings={"lr": 0.01, "steps": 100, "tile": 60})
 
 
+def test_a_checkpoint_that_recorded_no_settings_resumes_with_any():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_resume({"step": 1, "model": {}}, "c.pt", steps=5, world_size=1,
+                     settings={"lr": 0.1, "lr_schedule": "cosine"})
+
+
 def test_every_setting_that_differs_is_named():
     _refused(ValueError, "cannot resume c.pt: it was trained with other settings (lr 0.01 there, 0.02 here; "
                          "lr_schedule 'cosine' there, 'constant' here); pass the recorded settings, or train a new "
@@ -268,7 +275,7 @@ def test_a_schedule_planned_for_another_length_is_resumed_with_a_warning():
         check_resume(STATE, "c.pt", steps=100, world_size=2, settings=settings)  # the planned length
         constant = STATE | {"settings": {"lr_schedule": "constant", "steps": 100}}
         check_resume(constant, "c.pt", steps=200, world_size=2, settings={"lr_schedule": "constant"})
-        check_resume(constant, "c.pt", steps=200, world_size=2, settings={})  # no schedule named: constant
+        check_resume(constant, "c.pt", steps=200, world_size=2, settings={"lr": 0.01})  # no schedule: constant
         check_resume(STATE | {"settings": {"lr_schedule": "cosine"}}, "c.pt", steps=200, world_size=2,
                      settings=settings)  # no planned length recorded
 
@@ -345,6 +352,18 @@ def test_a_run_loads_as_an_eval_model_with_its_config(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
+def test_a_run_that_does_not_fit_names_its_checkpoint_and_its_model_json(tmp_path):
+    run = _run(tmp_path, config={"base_channels": 8, "depth": 2})
+    _refused(RunError, _does_not_fit(run / "checkpoint.pt", run / "model.json", "base_channels 8 there, 4 in the "
+                                                                                "checkpoint"), lambda: load_run(run))
+    state = tiny_unet().state_dict() | {"extra.weight": torch.ones(1)}  # the sizes fit, the names do not
+    write_checkpoint(run / "checkpoint.pt", model=state)
+    write_config(run / "model.json", CONFIG)
+    _refused(RunError, _does_not_fit(run / "checkpoint.pt", run / "model.json", 'Unexpected key(s) in state_dict: '
+                                                                                '"extra.weight".'),
+             lambda: load_run(run))
+
+
 def test_a_run_too_large_for_this_machine_is_a_run_error_naming_its_model_json(tmp_path, monkeypatch):
     import unet_course.sizes as sizes
 
@@ -372,3 +391,5 @@ def test_the_history_records_steps_and_validations_and_smooths_the_loss(tmp_path
     assert history.last_validation(window=2) == "step 25: loss 15.5000, val loss 0.5000, val IoU 0.750, 245 ms/step"
     history.save(tmp_path / "history.json")
     assert History.load(tmp_path / "history.json") == history
+    slow = History([1], [0.5], [1], [0.4], [0.6], [2.0])  # one step of two seconds
+    assert slow.last_validation() == "step 1: loss 0.5000, val loss 0.4000, val IoU 0.600, 2000 ms/step"

@@ -228,3 +228,17 @@ def test_a_model_is_refused_only_when_four_float32_copies_of_it_exceed_the_memor
     assert str(raised.value) == (
         "run/model.json: UNet(base_channels=1024, depth=4) has 7.94e+09 parameters, about 127 GB to train or 31.8 GB "
         "to load, more than this machine's 25.8 GB; use a smaller base_channels or depth (the paper: 64 and 4)")
+
+
+def test_the_gigabytes_are_decimal_and_rounded_to_three_digits(monkeypatch):
+    """Counts and a memory chosen at rounding edges, where a slightly different divisor would show."""
+    monkeypatch.setattr(sizes, "unet_num_parameters", lambda **options: 78_375_000)  # 0.3135 GB as float32
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: 1_235_000_000)
+    with pytest.raises(ValueError, match=r"about 1\.25 GB to train or 0\.314 GB to load, more than this machine's "
+                                         r"1\.24 GB;"):
+        check_model_size({"base_channels": 64, "depth": 4})
+    monkeypatch.setattr(sizes, "unet_num_parameters", lambda **options: 77_187_500)  # 1.235 GB to train
+    monkeypatch.setattr(sizes, "_memory_bytes", lambda: 10**9)
+    with pytest.raises(ValueError, match=r"about 1\.24 GB to train or 0\.309 GB to load, more than this machine's "
+                                         r"1 GB;"):
+        check_model_size({"base_channels": 64, "depth": 4})

@@ -215,9 +215,10 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path):
 def test_a_cosine_run_resumed_to_more_steps_says_its_schedule_changes(tmp_path):
     checkpoint = tmp_path / "run.pt"
     fit(_model(), DATA, steps=2, tile_size=60, lr_schedule="cosine", checkpoint=checkpoint, progress=False)
-    with pytest.warns(UserWarning, match="cosine schedule planned for 2 steps to 4"):
+    with pytest.warns(UserWarning, match="cosine schedule planned for 2 steps to 4") as caught:
         fit(_model(), DATA, steps=4, tile_size=60, lr_schedule="cosine", checkpoint=checkpoint, resume=True,
             progress=False)
+    assert [w.filename for w in caught] == [__file__]  # the warning points at the call of fit, not inside it
 
 
 def test_progress_false_prints_nothing(capfd):

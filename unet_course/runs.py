@@ -77,8 +77,6 @@ class History:
     def smoothed_loss(self, window: int = 20) -> np.ndarray:
         """Running mean of the training loss over ``window`` steps (shorter at the start)."""
         loss = np.asarray(self.loss, dtype=float)
-        if len(loss) == 0:
-            return loss
         cumulative = np.cumsum(np.insert(loss, 0, 0.0))
         starts = np.maximum(np.arange(1, len(loss) + 1) - window, 0)
         return (cumulative[1:] - cumulative[starts]) / (np.arange(1, len(loss) + 1) - starts)
