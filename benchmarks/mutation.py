@@ -3,7 +3,7 @@
     python benchmarks/mutation.py                 # every target below (what `make mutation` runs; hours on 2 cores)
     python benchmarks/mutation.py sizes hub       # some targets, by name
     python benchmarks/mutation.py --report        # rewrite benchmarks/results/mutation.md from the stored scores
-    python benchmarks/mutation.py --survivors losses   # after adding tests: run only the stored survivors again
+    python benchmarks/mutation.py --survivors losses   # after adding tests or a stopped run: only survivors and unchecked mutants
     python benchmarks/mutation.py --collect augment    # score a run stopped early (unchecked mutants left out)
 
 mutmut changes one operator, number, string or call at a time (a *mutant*) and runs the tests
@@ -87,7 +87,14 @@ TARGETS = [
            ("unet_course.train.x\u01c1_Trainer\u01c1step*",), wing="security"),
     Target("export tolerance", "unet_course/export.py", ("tests/test_caught_bugs.py",),
            ("unet_course.export.x__checked*",), wing="security"),
-    Target("run files", "unet_course/runs.py", ("tests/test_refusals.py", "tests/test_mutation_security.py"),
+    Target("run files", "unet_course/runs.py",
+           ("tests/test_mutation_runs.py", "tests/test_refusals.py", "tests/test_mutation_security.py"),
+           tuple(f"unet_course.runs.{name}*" for name in (  # all but read_checkpoint (above) and History.plot (a figure)
+               "x_config_path", "x_run_files", "x_run_threshold", "x_read_config", "x_write_config",
+               "x_model_from_config", "x_training_config", "x_model_description", "x_weights_sha256",
+               "x_write_checkpoint", "x__check_digest", "x_check_resume", "x__unet_shape", "x_check_config_fits",
+               "x_load_parameters", "x_load_run", "x\u01c1History\u01c1record", "x\u01c1History\u01c1last_validation",
+               "x\u01c1History\u01c1smoothed_loss", "x\u01c1History\u01c1save", "x\u01c1History\u01c1load")),
            wing="security"),
 ]
 
@@ -495,14 +502,127 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "_fiji_thresholds runs once, at import, to build CHALLENGE_THRESHOLDS, before mutmut switches a mutant on; the constant's eleven values are pinned by test_the_scripts_thresholds_accumulate_in_floating_point_as_fiji_does",
     ("unet_course/export.py", "if not difference < TOLERANCE:"):
         "differences are float32 maxima turned into Python floats, and no float32 equals 1e-4, so < and <= agree",
+    ("unet_course/models/unet.py", "if n <= 1:"):
+        "on the expansive path a side becomes 2n − 4 (valid) or 2n (same), an even number, so it is never exactly 1",
+    ("unet_course/models/unet.py", "if n < 2:"):
+        "on the expansive path a side becomes 2n − 4 (valid) or 2n (same), an even number, so it is never exactly 1",
+    ("unet_course/models/unet.py", 'return n, "XXXX"'):
+        "the reason is read only when the size does not fit (output None); a fitting size's reason is never shown",
+    ("unet_course/models/unet.py", "nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_in))"):
+        "normal_'s mean is 0.0 by default; the call only spells it out",
+    ("unet_course/models/unet.py", "fan_in = module.in_channels * math.prod(k / s for k, s in zip(module.kernel_size, module.stride))"):
+        "k / s is k // s whenever the stride divides the kernel, as in every up-convolution the U-Net builds (2×2, "
+        "stride 2) and the 4×4 stride-2 one the tests build; for a stride that does not divide the kernel, output "
+        "pixels see ⌊k/s⌋ or ⌈k/s⌉ inputs per axis and either count is an approximation",
+    ("unet_course/models/unet.py", "below = next((n for n in range(size, 1, -1) if _walk(n, depth, padding)[0] is not None), None)"):
+        "no 1-px input fits a U-Net of depth >= 1 (the first 2×2 pool needs 2 px), so the search may stop at 2",
+    ("unet_course/models/unet.py", "above = max(size, 2)"):
+        "no 1-px input fits a U-Net of depth >= 1 (the first 2×2 pool needs 2 px), so the search may start at 2",
+    ("unet_course/models/unet.py", "widths = [base_channels * 2**level for level in range(depth + 2)]"):
+        "the widths are read at levels 0 to depth only; one entry more is never read",
+    ("unet_course/models/unet.py", "layers.append(nn.ReLU(inplace=None))"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/unet.py", "layers.append(nn.ReLU(inplace=False))"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/unet.py", "self.pool = nn.MaxPool2d(2, stride=None)"):
+        "MaxPool2d's stride defaults to its kernel size, 2; the call only spells out the paper's stride",
+    ("unet_course/models/unet.py", "self.pool = nn.MaxPool2d(2, )"):
+        "MaxPool2d's stride defaults to its kernel size, 2; the call only spells out the paper's stride",
+    ("unet_course/models/unet.py", 'for side, name in zip(x.shape[+2:], ("height", "width")):'):
+        "the input is checked to be 4-D just above, where shape[2:] is shape[-2:]",
+    ("unet_course/models/unet.py", "x = torch.cat([center_crop(skip, x.shape[+2:]), x], dim=1)  # (N, C, 2h, 2w)"):
+        "feature maps are always (N, C, h, w) here, where shape[2:] is shape[-2:]",
+    ("unet_course/models/fcn.py", "conv = nn.Conv2d(channels, linear.out_features, kernel, bias=linear.bias is not None, )"):
+        "the meta device only skips a random initialisation: the weight and bias are replaced by the Linear's own "
+        "just below",
+    ("unet_course/models/fcn.py", 'conv = nn.Conv2d(channels, linear.out_features, kernel, bias=linear.bias is not None, device=None)'):
+        "the meta device only skips a random initialisation: the weight and bias are replaced by the Linear's own "
+        "just below",
+    ("unet_course/models/fcn.py", 'conv = nn.Conv2d(channels, linear.out_features, kernel, bias=None, device="meta")'):
+        "a Linear's bias is assigned to the Conv2d just below, which registers it after the weight as before; "
+        "without one, None and False both build no bias",
+    ("unet_course/models/fcn.py", 'weight = getattr(module, "XXweightXX", own[0])'):
+        "every torch layer with a weight registers it first, so own[0] is the weight",
+    ("unet_course/models/fcn.py", 'weight = getattr(module, "WEIGHT", own[0])'):
+        "every torch layer with a weight registers it first, so own[0] is the weight",
+    ("unet_course/models/fcn.py", 'weight = getattr(None, "weight", own[0])'):
+        "every torch layer with a weight registers it first, so own[0] is the weight",
+    ("unet_course/models/fcn.py", "own = list(module.parameters(recurse=None))"):
+        "recurse=None is false, as recurse=False",
+    ("unet_course/models/fcn.py", "valid = [size for size in range(4 * patch_size + 64) if _feature_size(size, len(channels), padding)]"):
+        "sizes 0 and 1 never fit (a 2×2 pool needs an even side of 2 or more), and the two nearest sizes that fit "
+        "lie within 2 · 2**blocks px of patch_size, well inside the range searched",
+    ("unet_course/models/fcn.py", "valid = [size for size in range(2, 4 * patch_size + 64) if _feature_size(size, len(channels), padding)]"):
+        "sizes 0 and 1 never fit (a 2×2 pool needs an even side of 2 or more), and the two nearest sizes that fit "
+        "lie within 2 · 2**blocks px of patch_size, well inside the range searched",
+    ("unet_course/models/fcn.py", "valid = [size for size in range(1, 5 * patch_size + 64) if _feature_size(size, len(channels), padding)]"):
+        "the two nearest sizes that fit lie within 2 · 2**blocks px of patch_size, well inside either range",
+    ("unet_course/models/fcn.py", "valid = [size for size in range(1, 4 * patch_size + 65) if _feature_size(size, len(channels), padding)]"):
+        "the two nearest sizes that fit lie within 2 · 2**blocks px of patch_size, well inside either range",
+    ("unet_course/models/fcn.py", "layers += [nn.Conv2d(previous, width, 3, padding=padding), nn.ReLU(inplace=None), nn.MaxPool2d(2)]"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/fcn.py", "layers += [nn.Conv2d(previous, width, 3, padding=padding), nn.ReLU(inplace=False), nn.MaxPool2d(2)]"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/fcn.py", "nn.ReLU(inplace=None),"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/fcn.py", "nn.ReLU(inplace=False),"):
+        "in place or not, ReLU gives the same values and gradients; in place only saves the memory of a copy",
+    ("unet_course/models/fcn.py", "if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[+2:] != (self.patch_size, self.patch_size):"):
+        "the rank is checked first: for a 4-D input shape[2:] is shape[-2:]",
+    ("unet_course/tiling.py", "width = max(min(fade, overlap), 1.000001)"):
+        "a band at most 1 px wide gives every pixel centre (a half-integer position) a weight of 0, ½ or 1 whatever "
+        "its width, so the floor may be anything up to 1 px",
+    ("unet_course/tiling.py",
+     'raise ValueError(f"the model mapped a {tuple(crops[0].shape[-2:])} tile to {tuple(outputs.shape[+2:])}; "'):
+        "outputs are always (B, K, h, w) here, where shape[2:] is shape[-2:]",
+    ("unet_course/sizes.py", "return whole_image_tile_size(model, max(SAME_SIZE_TILE, 8 * context), 2)"):
+        "whole_image_tile_size covers max(height, width), and the height here is at least 512: max(h, 2) is max(h, 1)",
+    ("unet_course/hub.py", "blocking = next((parent for parent in (folder, *folder.parents) if parent.exists()), )"):
+        "a path's parents end at the root (or '.' for a relative one), which exists, so next always finds a folder "
+        "and its default is never read",
+    ("unet_course/runs.py", "cumulative = np.cumsum(np.insert(loss, 0, 1.0))"):
+        "a constant at the start of the running sum cancels in every difference of two of its entries",
+    ("unet_course/runs.py", "loss = np.asarray(self.loss, dtype=None)"):
+        "the losses are Python floats, which numpy stores as float64 without being told",
+    ("unet_course/runs.py", "loss = np.asarray(self.loss, )"):
+        "the losses are Python floats, which numpy stores as float64 without being told",
+    ("unet_course/sizes.py", 'batch_norm=config.get("batch_norm", None))'):
+        "None is false, as False: unet_num_parameters counts no batch-norm parameters either way",
+    ("unet_course/sizes.py", 'batch_norm=config.get("batch_norm", ))'):
+        "None is false, as False: unet_num_parameters counts no batch-norm parameters either way",
+    ("unet_course/runs.py", "stacklevel=6)  # check_resume ← restore ← start ← fit ← the caller"):
+        "the warning's frame cannot be checked under mutmut, whose trampolines add stack frames; the suite checks it (test_train.py::test_a_cosine_run_resumed_to_more_steps_says_its_schedule_changes fails on this mutant)",
+    ("unet_course/runs.py", ")  # check_resume ← restore ← start ← fit ← the caller"):
+        "the warning's frame cannot be checked under mutmut, whose trampolines add stack frames; the suite checks it (test_train.py::test_a_cosine_run_resumed_to_more_steps_says_its_schedule_changes fails on this mutant)",
+    ("unet_course/tiling.py", "context = 1"):
+        "an image that fits one tile has no neighbouring tile to overlap, so its context changes nothing",
+    ("unet_course/tiling.py", "side = min(whole_image_tile_size(None, PROBE_TILE, 1), *covering)"):
+        "PROBE_TILE = 128 px is a multiple of every alignment a model here has (a power of two up to 128), so the "
+        "model's nearest size is 128 as the alignment-free one is",
+    ("unet_course/tiling.py", "side = min(whole_image_tile_size(model, PROBE_TILE, 2), *covering)"):
+        "whole_image_tile_size covers max(height, width): max(128, 2) is max(128, 1)",
+    ("unet_course/metrics/instances.py",
+     "chosen = linear_sum_assignment(np.where(table > 0, bonus + table, 1.0), maximize=True)"):
+        "a non-candidate worth 1 instead of 0 changes no choice: every full assignment with as many candidates holds "
+        "as many non-candidates, which add the same; and one candidate more still wins, its bonus (most pairs + 1) "
+        "exceeding the 1 of the non-candidate it replaces plus the IoU (under 1 a pair) the others could gain",
+    ("unet_course/metrics/instances.py", "bonus = min(table.shape) - 1.0"):
+        "a matching one pair shorter gains at most 1 of IoU per pair it keeps, so any bonus of at least the most pairs "
+        "minus one still puts more pairs first (with one pair possible, any bonus does)",
+    ("unet_course/metrics/instances.py", "bonus = min(table.shape) + 2.0"):
+        "any bonus above the number of pairs puts more pairs first; a larger one chooses the same matching",
+    ("unet_course/metrics/thinning.py", "labels = np.pad(label_components(interior, 4).astype(np.int64), 1, ).T.copy()"):
+        "a frame read as line (0) instead of _OUTSIDE turns a queued pixel into line with the flag up, which every "
+        "later neighbour treats as it treats a queued pixel, and every queued pixel has a labelled neighbour: the "
+        "result is the same",
 }
 
 # Said under the table's introduction: what the table does not show yet.
-NOTE = ("Every target was measured on this code except `augment` (measured before the gray-value variation moved to "
-        "`gray_values.py`: its row counts those mutants too) and the targets whose score shows no run yet. A run of "
-        "the survivors after new tests (`--survivors`) keeps the other verdicts, so a score may mix two runs of the "
-        "same code. On a loaded machine mutmut's time limit can count a slow run as a timeout (killed); the killed "
-        "column says how many kills were timeouts.")
+NOTE = ("Every target was measured on this code. A run of the survivors after new tests (`--survivors`) keeps the "
+        "other verdicts, so a score may mix two runs of the same code. On a loaded machine mutmut's time limit can "
+        "count a slow run as a timeout (killed); the killed column says how many kills were timeouts. `run files` is "
+        "`runs.py` but `read_checkpoint` (its own target) and `History.plot` (a figure); its first score counts those "
+        "functions in the first run, which took the whole module.")
 
 # What mutmut should do in each scratch copy; torch is not fork-safe once it has run, hence the fork server.
 CONFIG = """
@@ -561,12 +681,13 @@ def _diffs(folder: Path, module: str, mutants: list[str]) -> dict[str, str]:
 def run(target: Target, max_children: int, survivors_only: bool = False) -> dict:
     """Run mutmut on one target and store its counts and survivors.
 
-    ``survivors_only``: run only the mutants the stored result lists as surviving (after tests were
-    added, with the code unchanged); the others keep their stored verdict.
+    ``survivors_only``: run only the mutants the stored result lists as surviving or not checked yet
+    (after tests were added, or after a run stopped early, with the code unchanged); the others keep
+    their stored verdict.
     """
     stored = RESULTS / f"{_slug(target.name)}.json"
     previous = json.loads(stored.read_text()) if survivors_only and stored.exists() else None
-    again = [s["mutant"] for s in previous["survivors"]] if previous else []
+    again = [s["mutant"] for s in previous["survivors"]] + previous.get("unchecked", []) if previous else []
     folder = _scratch(target)
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
                *(again or target.functions)]
