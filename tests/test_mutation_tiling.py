@@ -350,3 +350,14 @@ def test_tile_starts_lie_on_the_step_overlap_enough_and_end_flush():
                     starts = _tile_starts(length, tile, overlap, step)
                     assert starts[0] == 0 and starts[-1] == length - tile and all(s % step == 0 for s in starts)
                     assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:])), (length, tile, overlap)
+
+
+def test_a_model_aligned_to_more_than_the_probe_gets_a_tile_of_eight_contexts():
+    """A padded U-Net of depth 8 takes multiples of 256 px: its context is measured on a 256² crop, comes to more
+    than 64 px (125 here), and the default tile grows from 512 to hold 8 × context: 1,024 px."""
+    torch.manual_seed(0)
+    model = UNet(base_channels=1, depth=8, padding="same").eval()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    predict_tiled(model, torch.rand(1, 1, 1100, 1100))
+    assert seen == [(1, 1, 256, 256), (4, 1, 1024, 1024)]

@@ -129,6 +129,7 @@ def predict_tiled(
     Explained in chapter 3, "The U-Net architecture"; used for evaluation in chapter 7.
     """
     images = _checked_images(image, tile_size, batch_size, activation)
+    requested = tile_size
     single = images.ndim == 3
     images = images[None] if single else images
     num_images, channels, height, width = images.shape
@@ -142,8 +143,8 @@ def predict_tiled(
         tile_size = check_tile_size(int(tile_size or prediction_tile_size(model, height, width, context or 0)), model)
         model_margin = _margin_of(model, channels, tile_size, device, dtype)
         if model_margin == 0:  # a same-size model: tiles inside the image, blended (see _predict_same_size)
-            result = _predict_same_size(model, images.to(device, dtype), tile_size, context, batch_size=batch_size,
-                                        tta=tta, progress=progress, activation=activation)
+            result = _predict_same_size(model, images.to(device, dtype), tile_size, context, requested_tile=requested,
+                                        batch_size=batch_size, tta=tta, progress=progress, activation=activation)
             result = result.to(images.device)
             return result[0] if single else result
         if context is None:
@@ -286,7 +287,8 @@ def _crossfades(starts: list[int], tile: int, fade: int) -> list[torch.Tensor]:
 
 
 def _predict_same_size(model: nn.Module, images: torch.Tensor, tile_size: int, context: int | None, *,
-                       batch_size: int, tta: bool, progress: bool, activation: str | None) -> torch.Tensor:
+                       requested_tile: int | None, batch_size: int, tta: bool, progress: bool,
+                       activation: str | None) -> torch.Tensor:
     """Overlap-tile for a model whose output has its input's size (``UNet(padding="same")``, ``smp.Unet``).
 
     Such a model pads every convolution with zeros, so a pixel near a tile edge sees zeros where the
@@ -302,11 +304,12 @@ def _predict_same_size(model: nn.Module, images: torch.Tensor, tile_size: int, c
     if context is None:
         if max(covering) <= tile_size:  # one tile: the whole image, no context needed
             context = 0
-        else:  # measured on a central crop of the first image, at most PROBE_TILE px: at most half that, so
-            # 8 × context never exceeds the default tile of 512 px that predict_tiled chose without it
+        else:  # measured on a central crop of the first image, PROBE_TILE px (or the model's nearest size)
             side = min(whole_image_tile_size(model, PROBE_TILE, 1), *covering)
             top, left = (covering[0] - side) // 2, (covering[1] - side) // 2
             context = effective_receptive_field(model, padded[0, :, top:top + side, left:left + side])
+        if requested_tile is None:  # grows past 512 px only for a model aligned to more than PROBE_TILE px
+            tile_size = prediction_tile_size(model, height, width, context)
         context = min(context, tile_size // 8)  # a small tile keeps its cost: at most 1.8× the pixels
     elif context < 0:
         raise ValueError(f"context must be >= 0 pixels, got {context}")
