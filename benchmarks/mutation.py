@@ -596,9 +596,10 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "the warning's frame cannot be checked under mutmut, whose trampolines add stack frames; the suite checks it (test_train.py::test_a_cosine_run_resumed_to_more_steps_says_its_schedule_changes fails on this mutant)",
     ("unet_course/tiling.py", "context = 1"):
         "an image that fits one tile has no neighbouring tile to overlap, so its context changes nothing",
-    ("unet_course/tiling.py", "side = min(whole_image_tile_size(None, PROBE_TILE, 1), *covering)"):
-        "PROBE_TILE = 128 px is a multiple of every alignment a model here has (a power of two up to 128), so the "
-        "model's nearest size is 128 as the alignment-free one is",
+    ("unet_course/tiling.py", "tile_size = prediction_tile_size(model, None, width, context)"):
+        "a same-size model's default tile depends on its context alone: the image's height is read for a valid model",
+    ("unet_course/tiling.py", "tile_size = prediction_tile_size(model, height, None, context)"):
+        "a same-size model's default tile depends on its context alone: the image's width is read for a valid model",
     ("unet_course/tiling.py", "side = min(whole_image_tile_size(model, PROBE_TILE, 2), *covering)"):
         "whole_image_tile_size covers max(height, width): max(128, 2) is max(128, 1)",
     ("unet_course/metrics/instances.py",
@@ -732,7 +733,7 @@ def collect(target: Target, previous: dict | None = None, again: list[str] = ())
             elif status != "timeout":
                 survivors.append({"mutant": name, "status": status, "diff": diff})
         counts[status] = counts.get(status, 0) + 1
-    killed = counts.get("killed", 0) + counts.get("timeout", 0)  # a mutant that hangs the tests is caught
+    killed = counts.get("killed", 0) + counts.get("timeout", 0) + counts.get("segfault", 0)  # hangs or crashes: caught
     scored = sum(counts.values()) - counts.get("equivalent", 0) - counts.get("not checked", 0)
     result = {"target": target.name, "module": target.module, "functions": list(target.functions),
               "tests": list(target.tests), "wing": target.wing, "counts": counts, "killed": killed,
@@ -754,16 +755,18 @@ def report() -> str:
     """``benchmarks/results/mutation.md``: one row per target measured, then every survivor and equivalent."""
 
     def timeouts(r: dict) -> str:
-        count = r["counts"].get("timeout", 0)
-        return f" ({count} timeout{'s' * (count != 1)})" if count else ""
+        parts = [f"{count} {word}{'s' * (count != 1)}" for count, word in
+                 ((r["counts"].get("timeout", 0), "timeout"), (r["counts"].get("segfault", 0), "crash"))
+                 if count]
+        return f" ({', '.join(parts)})" if parts else ""
 
     results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
     order = {target.name: k for k, target in enumerate(TARGETS)}
     results.sort(key=lambda r: order.get(r["target"], len(order)))
     lines = ["# Mutation scores", "",
              "`make mutation` (`benchmarks/mutation.py`) runs mutmut on each target with only the test files that "
-             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang counts as "
-             "killed.",
+             "cover it. Score = killed / (mutants − equivalent); a mutant that makes the tests hang or crash (a "
+             "timeout, or a process killed for its memory) counts as killed.",
              "The first score is the first run on record (before the tests it prompted), the last is now.",
              "", NOTE, "",
              "| target | wing | module (functions) | test files | mutants | killed | survived | equivalent "
