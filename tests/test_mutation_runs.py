@@ -108,7 +108,8 @@ def test_missing_keys_come_first_in_the_refusal(tmp_path):
     _refused(RunError, _damaged(tmp_path / "model.json", "no base_channels, no depth, a bad num_classes"),
              lambda: read_config(tmp_path / "model.json"))
     write_config(tmp_path / "model.json", {"depth": 2})
-    _refused(RunError, _damaged(tmp_path / "model.json", "no base_channels"), lambda: read_config(tmp_path / "model.json"))
+    _refused(RunError, _damaged(tmp_path / "model.json", "no base_channels"),
+             lambda: read_config(tmp_path / "model.json"))
 
 
 def test_a_file_that_is_no_description_is_refused_word_for_word(tmp_path):
@@ -292,11 +293,10 @@ def test_a_model_json_of_another_shape_is_refused_before_a_model_is_built():
              "settings": {"padding": "same", "lr": 0.1}}
     fits = {"base_channels": 4, "depth": 2, "in_channels": 2, "num_classes": 3, "batch_norm": True, "padding": "same"}
     check_config_fits(fits, state, "c.pt", "m.json")
-    _refused(RunError, _does_not_fit("c.pt", "m.json", "in_channels 1 there, 2 in the checkpoint; base_channels 8 "
-                                                       "there, 4 in the checkpoint; depth 3 there, 2 in the checkpoint; "
-                                                       "num_classes 2 there, 3 in the checkpoint; batch_norm False "
-                                                       "there, True in the checkpoint; padding 'valid' there, 'same' "
-                                                       "in the checkpoint"),
+    differ = ("in_channels 1 there, 2 in the checkpoint; base_channels 8 there, 4 in the checkpoint; depth 3 there, "
+              "2 in the checkpoint; num_classes 2 there, 3 in the checkpoint; batch_norm False there, True in the "
+              "checkpoint; padding 'valid' there, 'same' in the checkpoint")
+    _refused(RunError, _does_not_fit("c.pt", "m.json", differ),
              lambda: check_config_fits({"base_channels": 8, "depth": 3}, state, "c.pt", "m.json"))
 
 
@@ -305,7 +305,8 @@ def test_the_shape_is_read_from_a_bare_state_dict_and_a_foreign_one_is_left_to_l
     _refused(RunError, _does_not_fit("c.pt", "m.json", "depth 3 there, 2 in the checkpoint"),
              lambda: check_config_fits({"base_channels": 4, "depth": 3}, bare, "c.pt", "m.json"))
     check_config_fits({"base_channels": 4, "depth": 2, "padding": "same"}, bare, "c.pt", "m.json")  # no padding known
-    for foreign in ({"w": torch.ones(2)}, {"contracting.0.0.weight": torch.ones(2), "head.weight": torch.ones(2, 1, 1, 1)},
+    for foreign in ({"w": torch.ones(2)},
+                    {"contracting.0.0.weight": torch.ones(2), "head.weight": torch.ones(2, 1, 1, 1)},
                     {"contracting.0.0.weight": torch.ones(4, 1, 3, 3), "head.weight": torch.ones(2)},
                     {"contracting.0.0.weight": torch.ones(4, 1, 3, 3)}):
         check_config_fits({"base_channels": 9, "depth": 9}, {"model": foreign}, "c.pt", "m.json")

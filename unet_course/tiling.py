@@ -226,7 +226,8 @@ def effective_receptive_field(model: nn.Module, image: torch.Tensor, *, mass: fl
     :func:`predict_tiled` gives each tile of a same-size model (chapter 3).
 
     Shape:
-        ``image``: ``(C, S, S)`` or ``(1, C, S, S)``, a square of a size the model takes; the result is at most ``S / 2``.
+        ``image``: ``(C, S, S)`` or ``(1, C, S, S)``, a square of a size the model takes; the result is at
+        most ``S / 2``.
 
     Example:
         >>> model = UNet(base_channels=4, depth=2, padding="same")
